@@ -1,0 +1,261 @@
+// Package config is keelson's TOML configuration: the schema with its defaults and
+// documentation, loading with strict key checking, and validation.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// DefaultRuntimeType is the containerd shim used by handlers that name none.
+const DefaultRuntimeType = "io.containerd.runc.v2"
+
+// DefaultPath is where keelson looks for its config file when --config is not given.
+const DefaultPath = "/etc/keelson/config.toml"
+
+// Config is the whole keelson configuration. Every key has a default (see Default) and
+// a comment that `keelson config default` prints.
+type Config struct {
+	RootDir  string `toml:"root_dir" comment:"Persistent state (the supervised containerd's root, keelson's records). Survives reboots."`
+	StateDir string `toml:"state_dir" comment:"Runtime state (lock file, status files, network namespaces, FIFOs). Lost on reboot; must not be shared by two keelsons."`
+	LogLevel int    `toml:"log_level" comment:"klog verbosity: 0 start-up and errors, 2 every mutating call, 4 every call, 6 full requests. Reloaded on SIGHUP."`
+
+	GRPC       GRPC       `toml:"grpc" comment:"The CRI gRPC endpoint kubelet and crictl talk to."`
+	Containerd Containerd `toml:"containerd" comment:"The containerd keelson drives."`
+	Runtime    Runtime    `toml:"runtime" comment:"OCI runtimes (RuntimeClass handlers) and cgroups."`
+	CNI        CNI        `toml:"cni" comment:"Pod networking through CNI plugins."`
+	Images     Images     `toml:"images" comment:"Image pulls and the sandbox (pause) image."`
+}
+
+// GRPC configures the CRI listeners.
+type GRPC struct {
+	Socket              string   `toml:"socket" comment:"Unix socket for CRI clients (kubelet's containerRuntimeEndpoint)."`
+	SocketGroup         string   `toml:"socket_group" comment:"Group (name or gid) owning the socket; its members may use keelson. Empty: root's group. The socket mode is 0660."`
+	TCPAddress          string   `toml:"tcp_address" comment:"Optional host:port for a TCP listener. Only served with mutual TLS: the three tls_* keys below are then required."`
+	TLSCertFile         string   `toml:"tls_cert_file" comment:"Server certificate (PEM) for the TCP listener."`
+	TLSKeyFile          string   `toml:"tls_key_file" comment:"Server private key (PEM) for the TCP listener."`
+	TLSClientCAFile     string   `toml:"tls_client_ca_file" comment:"CA bundle (PEM) that TCP clients' certificates must chain to."`
+	MaxRecvMessageBytes int      `toml:"max_recv_message_bytes" comment:"Largest request accepted, in bytes."`
+	MaxSendMessageBytes int      `toml:"max_send_message_bytes" comment:"Largest response sent, in bytes (ListContainers on a busy node can be large)."`
+	ShutdownGrace       Duration `toml:"shutdown_grace" comment:"On SIGTERM, how long calls in flight may run before they are cut."`
+}
+
+// Containerd configures the containerd connection, or the containerd keelson supervises.
+type Containerd struct {
+	Address        string   `toml:"address" comment:"Socket of an external containerd. Empty: keelson starts and supervises its own containerd (binary below) under root_dir and state_dir."`
+	Namespace      string   `toml:"namespace" comment:"containerd namespace holding keelson's images, containers and snapshots."`
+	Binary         string   `toml:"binary" comment:"containerd binary to supervise when address is empty. Its directory is put first on the child's PATH so the matching shim is found."`
+	LogLevel       string   `toml:"log_level" comment:"Log level of the supervised containerd (its log is <state_dir>/containerd/containerd.log)."`
+	Snapshotter    string   `toml:"snapshotter" comment:"Snapshotter for image layers and container root filesystems."`
+	ConnectTimeout Duration `toml:"connect_timeout" comment:"How long start-up waits for containerd to answer."`
+	CallTimeout    Duration `toml:"call_timeout" comment:"Bound on single short containerd calls (health checks, version)."`
+}
+
+// Runtime configures OCI runtimes and cgroups.
+type Runtime struct {
+	CgroupDriver   string                    `toml:"cgroup_driver" comment:"cgroup driver reported to kubelet (RuntimeConfig). Only \"cgroupfs\" is supported."`
+	DefaultHandler string                    `toml:"default_handler" comment:"Handler used when a pod names no RuntimeClass handler."`
+	Handlers       map[string]RuntimeHandler `toml:"handlers" comment:"RuntimeClass handlers by name: [runtime.handlers.<name>]."`
+}
+
+// RuntimeHandler is one RuntimeClass handler.
+type RuntimeHandler struct {
+	RuntimeType string `toml:"runtime_type" comment:"containerd shim runtime. Empty: io.containerd.runc.v2."`
+	BinaryName  string `toml:"binary_name" comment:"OCI runtime binary the shim runs. Empty: the shim's default (runc on its PATH)."`
+	Root        string `toml:"root" comment:"OCI runtime state root. Empty: <state_dir>/runtime/<handler>, so keelson never shares runc state with another containerd."`
+}
+
+// CNI configures pod networking.
+type CNI struct {
+	ConfDir  string   `toml:"conf_dir" comment:"Directory of CNI network configs; the first in lexical order is used, reloaded on change."`
+	BinDirs  []string `toml:"bin_dirs" comment:"Directories searched for CNI plugin binaries, in order."`
+	CacheDir string   `toml:"cache_dir" comment:"libcni's result cache. Empty: <root_dir>/cni/cache."`
+}
+
+// Images configures the image service.
+type Images struct {
+	SandboxImage           string   `toml:"sandbox_image" comment:"Image of the pod infra (pause) container. Pinned: kubelet's image GC never removes it."`
+	RegistryConfigDir      string   `toml:"registry_config_dir" comment:"containerd hosts.toml directory (<dir>/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs, client certs, headers."`
+	AuthFile               string   `toml:"auth_file" comment:"docker-style config.json with registry credentials, used when a pull carries none. Empty: none."`
+	PullProgressTimeout    Duration `toml:"pull_progress_timeout" comment:"A pull whose bytes stop moving this long is cancelled. A slow but moving pull is never cut."`
+	MaxConcurrentDownloads int      `toml:"max_concurrent_downloads" comment:"Layer downloads run at once across all pulls."`
+}
+
+// Default returns the configuration used for every key the file does not set.
+func Default() Config {
+	return Config{
+		RootDir:  "/var/lib/keelson",
+		StateDir: "/run/keelson",
+		LogLevel: 0,
+		GRPC: GRPC{
+			Socket:              "/run/keelson/keelson.sock",
+			MaxRecvMessageBytes: 16 << 20,
+			MaxSendMessageBytes: 16 << 20,
+			ShutdownGrace:       Duration(10 * time.Second),
+		},
+		Containerd: Containerd{
+			Namespace:      "keelson",
+			Binary:         "/opt/keelson/bin/containerd",
+			LogLevel:       "info",
+			Snapshotter:    "overlayfs",
+			ConnectTimeout: Duration(60 * time.Second),
+			CallTimeout:    Duration(5 * time.Second),
+		},
+		Runtime: Runtime{
+			CgroupDriver:   "cgroupfs",
+			DefaultHandler: "runc",
+			Handlers: map[string]RuntimeHandler{
+				"runc": {RuntimeType: DefaultRuntimeType, BinaryName: "/opt/keelson/bin/runc"},
+			},
+		},
+		CNI: CNI{
+			ConfDir: "/etc/keelson/cni/net.d",
+			BinDirs: []string{"/opt/keelson/cni/bin", "/opt/cni/bin", "/usr/lib/cni"},
+		},
+		Images: Images{
+			SandboxImage:           "registry.k8s.io/pause:3.10",
+			RegistryConfigDir:      "/etc/keelson/certs.d",
+			PullProgressTimeout:    Duration(5 * time.Minute),
+			MaxConcurrentDownloads: 3,
+		},
+	}
+}
+
+// Load reads the TOML file at path over the defaults. A missing file is an error only
+// when mustExist is set (an explicit --config); otherwise the defaults are returned.
+func Load(path string, mustExist bool) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !mustExist {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("reading config: %w", err)
+	}
+	if err := Decode(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Decode parses TOML data into cfg, which holds the values for keys the data omits.
+// Unknown keys are errors that name the key and its line.
+func Decode(data []byte, cfg *Config) error {
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	err := dec.Decode(cfg)
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		msgs := make([]string, 0, len(strict.Errors))
+		for _, e := range strict.Errors {
+			row, _ := e.Position()
+			msgs = append(msgs, fmt.Sprintf("unknown key %q at line %d", strings.Join(e.Key(), "."), row))
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		return fmt.Errorf("line %d column %d: %s", row, col, de.Error())
+	}
+	return err
+}
+
+// Marshal renders cfg as commented TOML (what `keelson config default` prints).
+func Marshal(cfg Config) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString("# keelson configuration. Every key is shown with its default value.\n\n")
+	enc := toml.NewEncoder(&b).SetIndentTables(true)
+	if err := enc.Encode(cfg); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Validate checks cfg and fills the keys whose defaults derive from others.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	abs := func(key, p string) {
+		if !filepath.IsAbs(p) {
+			bad("%s must be an absolute path, got %q", key, p)
+		}
+	}
+	abs("root_dir", c.RootDir)
+	abs("state_dir", c.StateDir)
+	abs("grpc.socket", c.GRPC.Socket)
+	if c.LogLevel < 0 || c.LogLevel > 10 {
+		bad("log_level must be between 0 and 10, got %d", c.LogLevel)
+	}
+	if c.GRPC.TCPAddress != "" {
+		if c.GRPC.TLSCertFile == "" || c.GRPC.TLSKeyFile == "" || c.GRPC.TLSClientCAFile == "" {
+			bad("grpc.tcp_address %q needs mutual TLS: set grpc.tls_cert_file, grpc.tls_key_file and grpc.tls_client_ca_file (plain TCP is refused: anyone reaching the port would own the node)", c.GRPC.TCPAddress)
+		}
+	}
+	if c.GRPC.MaxRecvMessageBytes <= 0 || c.GRPC.MaxSendMessageBytes <= 0 {
+		bad("grpc.max_recv_message_bytes and grpc.max_send_message_bytes must be positive")
+	}
+	if c.Containerd.Address == "" && c.Containerd.Binary == "" {
+		bad("containerd.binary is required when containerd.address is empty (keelson supervises its own containerd)")
+	}
+	if c.Containerd.Namespace == "" {
+		bad("containerd.namespace must not be empty")
+	}
+	if c.Containerd.Snapshotter == "" {
+		bad("containerd.snapshotter must not be empty")
+	}
+	if c.Containerd.ConnectTimeout <= 0 || c.Containerd.CallTimeout <= 0 {
+		bad("containerd.connect_timeout and containerd.call_timeout must be positive")
+	}
+	if c.Runtime.CgroupDriver != "cgroupfs" {
+		bad("runtime.cgroup_driver %q is not supported: use \"cgroupfs\"", c.Runtime.CgroupDriver)
+	}
+	if _, ok := c.Runtime.Handlers[c.Runtime.DefaultHandler]; !ok {
+		bad("runtime.default_handler %q is not among runtime.handlers (%s)", c.Runtime.DefaultHandler, strings.Join(c.HandlerNames(), ", "))
+	}
+	for name, h := range c.Runtime.Handlers {
+		if h.RuntimeType == "" {
+			h.RuntimeType = DefaultRuntimeType
+		}
+		if h.Root == "" {
+			h.Root = filepath.Join(c.StateDir, "runtime", name)
+		}
+		if h.BinaryName != "" && !filepath.IsAbs(h.BinaryName) && filepath.Base(h.BinaryName) != h.BinaryName {
+			bad("runtime.handlers.%s.binary_name %q must be an absolute path or a bare name looked up on PATH", name, h.BinaryName)
+		}
+		c.Runtime.Handlers[name] = h
+	}
+	abs("cni.conf_dir", c.CNI.ConfDir)
+	if len(c.CNI.BinDirs) == 0 {
+		bad("cni.bin_dirs must name at least one directory")
+	}
+	if c.CNI.CacheDir == "" {
+		c.CNI.CacheDir = filepath.Join(c.RootDir, "cni", "cache")
+	}
+	if c.Images.SandboxImage == "" {
+		bad("images.sandbox_image must not be empty")
+	}
+	if c.Images.PullProgressTimeout <= 0 {
+		bad("images.pull_progress_timeout must be positive")
+	}
+	if c.Images.MaxConcurrentDownloads <= 0 {
+		bad("images.max_concurrent_downloads must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// HandlerNames lists the runtime handlers, sorted.
+func (c *Config) HandlerNames() []string {
+	names := make([]string, 0, len(c.Runtime.Handlers))
+	for n := range c.Runtime.Handlers {
+		names = append(names, n)
+	}
+	sortStrings(names)
+	return names
+}

@@ -1,0 +1,263 @@
+// Package daemon puts keelson together: it takes the locks, brings up containerd (its
+// own supervised child or an external one), recovers state, serves CRI, and shuts all
+// of it down again in the reverse order.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/cni"
+	"github.com/keelson/keelson/pkg/config"
+	"github.com/keelson/keelson/pkg/cri"
+	"github.com/keelson/keelson/pkg/runtime"
+	"github.com/keelson/keelson/pkg/version"
+)
+
+// healthInterval is how often containerd's health is checked for Status.
+const healthInterval = 2 * time.Second
+
+// maxShimSocketDir is containerd 2.x's limit on the shim socket directory's length.
+const maxShimSocketDir = 42
+
+// Daemon is a running keelson.
+type Daemon struct {
+	cfg       config.Config
+	locks     []*os.File
+	sup       *runtime.Supervisor
+	conn      *runtime.Conn
+	network   *cni.Manager
+	grpc      *grpc.Server // serves the unix socket
+	tls       *grpc.Server // serves the mutual-TLS TCP listener, if configured
+	listeners []net.Listener
+	serveErr  chan error
+	cancel    context.CancelFunc
+}
+
+// Start brings keelson up in order — locks, containerd, state recovery, CNI, gRPC —
+// and logs one banner line when it serves. On error everything started is stopped.
+func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
+	bg, cancel := context.WithCancel(context.Background())
+	d = &Daemon{cfg: cfg, cancel: cancel, serveErr: make(chan error, 2)}
+	defer func() {
+		if retErr != nil {
+			stopCtx, stop := context.WithTimeout(context.Background(), 30*time.Second)
+			defer stop()
+			d.Shutdown(stopCtx)
+		}
+	}()
+
+	for _, dir := range []string{cfg.RootDir, cfg.StateDir} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return d, err
+		}
+	}
+	klog.InfoS("Taking locks", "stateDir", cfg.StateDir, "socket", cfg.GRPC.Socket)
+	for _, l := range []struct{ path, what string }{
+		{filepath.Join(cfg.StateDir, "keelson.lock"), "state dir " + cfg.StateDir},
+		{cfg.GRPC.Socket + ".lock", "socket " + cfg.GRPC.Socket},
+	} {
+		if err := os.MkdirAll(filepath.Dir(l.path), 0o711); err != nil {
+			return d, err
+		}
+		f, err := lockFile(l.path, l.what)
+		if err != nil {
+			return d, err
+		}
+		d.locks = append(d.locks, f)
+	}
+
+	address := cfg.Containerd.Address
+	if address == "" {
+		d.sup = supervisorFor(cfg)
+		klog.InfoS("Starting supervised containerd", "binary", cfg.Containerd.Binary, "config", d.sup.ConfigPath())
+		if err := d.sup.Start(); err != nil {
+			return d, fmt.Errorf("supervised containerd: %w", err)
+		}
+		address = d.sup.Child.Address
+	}
+	klog.InfoS("Connecting to containerd", "address", address, "namespace", cfg.Containerd.Namespace)
+	conn, err := runtime.Dial(ctx, address, cfg.Containerd.Namespace, cfg.Containerd.ConnectTimeout.D(), cfg.Containerd.CallTimeout.D())
+	if err != nil {
+		if d.sup != nil {
+			err = fmt.Errorf("%w (containerd's log: %s)", err, d.sup.LogPath())
+		}
+		return d, err
+	}
+	d.conn = conn
+	if d.sup != nil {
+		d.sup.OnExit = func(err error) { conn.MarkDown(runtime.ReasonContainerdExited, err.Error()) }
+	}
+	go conn.Watch(bg, healthInterval)
+
+	klog.InfoS("Recovering state")
+	// Sandboxes, containers and images register their recovery here as they arrive.
+
+	klog.InfoS("Loading CNI config", "confDir", cfg.CNI.ConfDir, "binDirs", cfg.CNI.BinDirs)
+	d.network = cni.New(cfg.CNI.ConfDir, cfg.CNI.BinDirs, cfg.CNI.CacheDir, filepath.Join(cfg.RootDir, "pod-cidr"))
+	_ = d.network.Load()
+	if err := d.network.Watch(bg); err != nil {
+		return d, err
+	}
+
+	if err := d.serve(); err != nil {
+		return d, err
+	}
+	klog.InfoS("keelson is serving",
+		"version", version.Get(),
+		"containerd", conn.Version(), "containerdAddress", address, "supervised", d.sup != nil,
+		"socket", cfg.GRPC.Socket, "tcp", cfg.GRPC.TCPAddress,
+		"runtimeHandlers", cfg.HandlerNames(), "defaultHandler", cfg.Runtime.DefaultHandler,
+		"snapshotter", cfg.Containerd.Snapshotter,
+		"cniConfDir", cfg.CNI.ConfDir, "cniBinDirs", cfg.CNI.BinDirs)
+	return d, nil
+}
+
+func supervisorFor(cfg config.Config) *runtime.Supervisor {
+	dir := filepath.Join(cfg.StateDir, "containerd")
+	socketDir := filepath.Join(cfg.StateDir, "s")
+	if len(socketDir) > maxShimSocketDir {
+		socketDir = "" // containerd's default, /run/containerd/s
+	}
+	return &runtime.Supervisor{
+		Binary: cfg.Containerd.Binary,
+		Dir:    dir,
+		Child: runtime.ChildConfig{
+			Root:      filepath.Join(cfg.RootDir, "containerd"),
+			State:     filepath.Join(dir, "state"),
+			Address:   filepath.Join(dir, "containerd.sock"),
+			LogLevel:  cfg.Containerd.LogLevel,
+			SocketDir: socketDir,
+		},
+	}
+}
+
+func (d *Daemon) serve() error {
+	cfg := d.cfg
+	srv := &cri.Server{
+		Runtime:        d.conn,
+		Network:        d.network,
+		DefaultHandler: cfg.Runtime.DefaultHandler,
+		Info:           d.info,
+	}
+	names := cfg.HandlerNames()
+	slices.SortStableFunc(names, func(a, b string) int { // default first
+		switch {
+		case a == cfg.Runtime.DefaultHandler:
+			return -1
+		case b == cfg.Runtime.DefaultHandler:
+			return 1
+		}
+		return 0
+	})
+	for _, n := range names {
+		srv.Handlers = append(srv.Handlers, cri.Handler{Name: n})
+	}
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.GRPC.MaxRecvMessageBytes),
+		grpc.MaxSendMsgSize(cfg.GRPC.MaxSendMessageBytes),
+		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(cri.StreamInterceptor),
+	}
+	d.grpc = grpc.NewServer(opts...)
+	srv.Register(d.grpc)
+
+	unixL, err := listenUnix(cfg.GRPC.Socket, cfg.GRPC.SocketGroup)
+	if err != nil {
+		return err
+	}
+	d.listeners = append(d.listeners, unixL)
+	go func() { d.serveErr <- d.grpc.Serve(unixL) }()
+
+	if cfg.GRPC.TCPAddress != "" {
+		creds, err := tcpCredentials(cfg.GRPC)
+		if err != nil {
+			return err
+		}
+		// A second server: TLS applies to the TCP listener only.
+		tlsSrv := grpc.NewServer(append(opts, grpc.Creds(creds))...)
+		srv.Register(tlsSrv)
+		tcpL, err := net.Listen("tcp", cfg.GRPC.TCPAddress)
+		if err != nil {
+			return fmt.Errorf("listening on grpc.tcp_address %s: %w", cfg.GRPC.TCPAddress, err)
+		}
+		d.listeners = append(d.listeners, tcpL)
+		d.tls = tlsSrv
+		go func() { d.serveErr <- tlsSrv.Serve(tcpL) }()
+	}
+	return nil
+}
+
+// info is Status's verbose information.
+func (d *Daemon) info() map[string]string {
+	cfgJSON, _ := json.Marshal(d.cfg)
+	info := map[string]string{
+		"config":            string(cfgJSON),
+		"containerdAddress": d.conn.Address,
+	}
+	if _, file := d.network.Network(); file != "" {
+		info["cniConfigFile"] = file
+	}
+	if d.sup != nil {
+		info["containerdPid"] = strconv.Itoa(d.sup.Pid())
+		info["containerdRestarts"] = strconv.Itoa(d.sup.Restarts())
+	}
+	return info
+}
+
+// Done delivers an error if a listener stops serving on its own.
+func (d *Daemon) Done() <-chan error { return d.serveErr }
+
+// Shutdown stops accepting calls, lets calls in flight finish for up to
+// grpc.shutdown_grace, then stops containerd (if supervised) — containers keep
+// running in their shims — and releases the socket and the locks.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	var errs []error
+	for _, g := range []*grpc.Server{d.grpc, d.tls} {
+		if g == nil {
+			continue
+		}
+		stopped := make(chan struct{})
+		go func() { g.GracefulStop(); close(stopped) }()
+		grace := time.NewTimer(d.cfg.GRPC.ShutdownGrace.D())
+		select {
+		case <-stopped:
+		case <-grace.C:
+			klog.InfoS("Calls still running after the shutdown grace period; cutting them", "grace", d.cfg.GRPC.ShutdownGrace.D())
+			g.Stop()
+		case <-ctx.Done():
+			g.Stop()
+		}
+		grace.Stop()
+	}
+	for _, l := range d.listeners {
+		_ = l.Close()
+	}
+	d.cancel()
+	if d.conn != nil {
+		if err := d.conn.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.sup != nil {
+		if err := d.sup.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, f := range d.locks {
+		_ = f.Close()
+	}
+	d.locks = nil
+	return errors.Join(errs...)
+}
