@@ -43,24 +43,6 @@ func BinaryMajorVersion(binary string) (int, string, error) {
 	return major, strings.TrimSpace(m[0]), nil
 }
 
-var configVersionRE = regexp.MustCompile(`(?m)^version\s*=\s*(\d+)`)
-
-// ConfigVersion asks the binary which config file version it writes by default
-// (`containerd config default`), so the rendered config needs no migration.
-func ConfigVersion(binary string, major int) int {
-	fallback := map[int]int{1: 2, 2: 3}[major]
-	out, err := exec.Command(binary, "config", "default").Output()
-	if err != nil {
-		return fallback
-	}
-	m := configVersionRE.FindSubmatch(out)
-	if m == nil {
-		return fallback
-	}
-	v, _ := strconv.Atoi(string(m[1]))
-	return v
-}
-
 // ChildConfig is what keelson decides about the containerd it supervises.
 type ChildConfig struct {
 	Root      string // containerd's persistent root
@@ -71,13 +53,14 @@ type ChildConfig struct {
 }
 
 // Render returns the containerd config file for a containerd of the given major
-// version reading config format configVersion (1.6: 2; 2.x: 3 or later; the keys
-// written here are the same in all of them). imports is empty so nothing from
-// /etc/containerd leaks into keelson's containerd.
-func (c ChildConfig) Render(major, configVersion int) string {
+// version: config format 2 for 1.x, format 3 for 2.x (later 2.x releases migrate it
+// in memory, with a warning; format 4 moved the listener addresses into plugin
+// sections). imports is empty so nothing from /etc/containerd leaks into keelson's
+// containerd.
+func (c ChildConfig) Render(major int) string {
 	var b strings.Builder
 	q := strconv.Quote
-	fmt.Fprintf(&b, "version = %d\n", configVersion)
+	fmt.Fprintf(&b, "version = %d\n", map[int]int{1: 2, 2: 3}[major])
 	fmt.Fprintf(&b, "root = %s\nstate = %s\nimports = []\n", q(c.Root), q(c.State))
 	quoted := make([]string, 0, len(disabledPlugins[major]))
 	for _, p := range disabledPlugins[major] {

@@ -69,7 +69,7 @@ func (s *Supervisor) Start() error {
 			return err
 		}
 	}
-	if err := store.WriteFileAtomic(s.ConfigPath(), []byte(s.Child.Render(major, ConfigVersion(s.Binary, major))), 0o600); err != nil {
+	if err := store.WriteFileAtomic(s.ConfigPath(), []byte(s.Child.Render(major)), 0o600); err != nil {
 		return fmt.Errorf("writing containerd config: %w", err)
 	}
 	s.stopLeftover()

@@ -1,0 +1,47 @@
+# keelson — the two commands a new user types are `make run` and `make test`.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+export GOFLAGS := -buildvcs=false
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/keelson/keelson/pkg/version.Version=$(VERSION)
+BIN := bin/keelson
+SOCKET ?= /run/keelson/keelson.sock
+# Integration tests share 2 cores with containerd and runc; one package at a time.
+TEST_FLAGS ?= -count=1 -p 1 -timeout 80m
+
+.PHONY: all build deps run test unit integration vet fmt clean
+
+all: build
+
+build:
+	go build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/agent
+
+## deps: install Debian packages, containerd, runc and the CNI plugins (idempotent; root)
+deps:
+	bash hack/install-deps.sh
+
+## run: install what is missing, build, and run keelson in the foreground with a
+## supervised containerd and the default CNI config
+run: deps build
+	@echo "keelson: CRI socket $(SOCKET)"
+	@echo "  try: crictl --runtime-endpoint unix://$(SOCKET) version"
+	@echo "  or:  go run ./hack/cri --socket $(SOCKET) version"
+	exec ./$(BIN) --socket $(SOCKET)
+
+## test: everything, exactly as CI runs it (root)
+test: deps vet unit integration
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	go vet ./...
+
+unit:
+	go test $(TEST_FLAGS) ./pkg/... ./cmd/... ./test/images/...
+
+integration:
+	go test $(TEST_FLAGS) ./test/integration/...
+
+clean:
+	rm -rf bin

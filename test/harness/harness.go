@@ -1,0 +1,360 @@
+// Package harness runs keelson for integration tests against the real stack: it
+// builds the binary once, starts it with its own state dirs, socket, CNI network and
+// (by default) its own supervised containerd, gives tests CRI clients, and on cleanup
+// stops everything and removes every mount and file it made.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Prefix is where hack/install-deps.sh puts the pinned binaries.
+const Prefix = "/opt/keelson"
+
+// RequireRoot skips the test when not running as root (the real stack needs it).
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs containerd, runc and CNI plugins (make test runs as root)")
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds keelson once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keelson-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "keelson")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/agent")
+		cmd.Dir = RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building keelson: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// RepoRoot is the repository's top directory.
+func RepoRoot() string {
+	_, self, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(filepath.Dir(self)))
+}
+
+// Options shape one keelson instance.
+type Options struct {
+	// ContainerdAddress: use this external containerd instead of a supervised one.
+	ContainerdAddress string
+	// ContainerdBinary to supervise (default Prefix/bin/containerd).
+	ContainerdBinary string
+	// CNIConfig is written into the instance's own CNI conf dir unless NoCNIConfig.
+	// Default: the deploy conflist with the bridge renamed to Bridge and its own subnet.
+	NoCNIConfig bool
+	// ExtraConfig is appended to the generated config.toml.
+	ExtraConfig string
+	// Args are extra command-line flags.
+	Args []string
+}
+
+// Keelson is one running instance.
+type Keelson struct {
+	t        testing.TB
+	Dir      string // everything of this instance lives under here
+	RootDir  string
+	StateDir string
+	Socket   string
+	Config   string // config file path
+	CNIDir   string
+	Bridge   string
+	Subnet   string
+	LogPath  string
+	Cmd      *exec.Cmd
+	exited   chan struct{}
+	exitErr  error
+	conn     *grpc.ClientConn
+	Runtime  runtimeapi.RuntimeServiceClient
+	Images   runtimeapi.ImageServiceClient
+}
+
+var instanceSeq struct {
+	sync.Mutex
+	n int
+}
+
+// NewDir makes a short-named temporary directory (unix socket paths are limited to
+// 108 bytes) that is unmounted and removed when the test ends.
+func NewDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { RemoveAll(t, dir) })
+	return dir
+}
+
+// Prepare lays out an instance's dirs and config without starting it.
+func Prepare(t testing.TB, opts Options) *Keelson {
+	t.Helper()
+	instanceSeq.Lock()
+	instanceSeq.n++
+	n := instanceSeq.n
+	instanceSeq.Unlock()
+	dir := NewDir(t, "kt-")
+	k := &Keelson{
+		t:        t,
+		Dir:      dir,
+		RootDir:  filepath.Join(dir, "root"),
+		StateDir: filepath.Join(dir, "run"),
+		Socket:   filepath.Join(dir, "run", "keelson.sock"),
+		Config:   filepath.Join(dir, "config.toml"),
+		CNIDir:   filepath.Join(dir, "net.d"),
+		LogPath:  filepath.Join(dir, "keelson.log"),
+		// Unique per process and instance, so parallel runs never share a bridge.
+		Bridge: fmt.Sprintf("kt%d-%d", os.Getpid()%100000, n),
+		Subnet: fmt.Sprintf("10.%d.%d.0/24", 200+(os.Getpid()%50), n%250),
+	}
+	if err := os.MkdirAll(k.CNIDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if !opts.NoCNIConfig {
+		k.WriteCNIConfig()
+	}
+	binary := opts.ContainerdBinary
+	if binary == "" {
+		binary = Prefix + "/bin/containerd"
+	}
+	cfg := fmt.Sprintf(`root_dir = %q
+state_dir = %q
+log_level = 4
+
+[grpc]
+  socket = %q
+  shutdown_grace = "5s"
+
+[containerd]
+  address = %q
+  binary = %q
+  log_level = "debug"
+
+[cni]
+  conf_dir = %q
+  bin_dirs = [%q]
+`, k.RootDir, k.StateDir, k.Socket, opts.ContainerdAddress, binary, k.CNIDir, Prefix+"/cni/bin")
+	if err := os.WriteFile(k.Config, []byte(cfg+opts.ExtraConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// WriteCNIConfig writes the instance's bridge network config into its conf dir.
+func (k *Keelson) WriteCNIConfig() {
+	conf := fmt.Sprintf(`{
+  "cniVersion": "1.0.0",
+  "name": "%s",
+  "plugins": [
+    {"type": "bridge", "bridge": "%s", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "%s"}]], "routes": [{"dst": "0.0.0.0/0"}],
+              "dataDir": "%s"}},
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "loopback"}
+  ]
+}`, k.Bridge, k.Bridge, k.Subnet, filepath.Join(k.Dir, "ipam"))
+	if err := os.WriteFile(filepath.Join(k.CNIDir, "10-test.conflist"), []byte(conf), 0o644); err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+// Start starts a prepared instance and waits until its socket answers Version.
+func (k *Keelson) Start(opts Options) {
+	t := k.t
+	t.Helper()
+	if err := k.StartNoWait(opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.WaitReady(90 * time.Second); err != nil {
+		t.Fatalf("%v\n--- keelson log ---\n%s", err, k.Log())
+	}
+}
+
+// StartNoWait starts the binary and returns at once.
+func (k *Keelson) StartNoWait(opts Options) error {
+	logf, err := os.OpenFile(k.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	args := append([]string{"--config", k.Config}, opts.Args...)
+	k.Cmd = exec.Command(Binary(k.t), args...)
+	k.Cmd.Stdout, k.Cmd.Stderr = logf, logf
+	k.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := k.Cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	k.exited = make(chan struct{})
+	go func() {
+		k.exitErr = k.Cmd.Wait()
+		logf.Close()
+		close(k.exited)
+	}()
+	k.t.Cleanup(k.cleanup)
+	return nil
+}
+
+// WaitReady waits until Version answers on the socket.
+func (k *Keelson) WaitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-k.exited:
+			return fmt.Errorf("keelson exited during start-up: %v", k.exitErr)
+		default:
+		}
+		if _, err := os.Stat(k.Socket); err == nil {
+			if k.conn == nil {
+				k.dial()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := k.Runtime.Version(ctx, &runtimeapi.VersionRequest{})
+			cancel()
+			if err == nil {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("keelson did not answer on %s within %s", k.Socket, timeout)
+}
+
+func (k *Keelson) dial() {
+	conn, err := grpc.NewClient("unix://"+k.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	k.conn = conn
+	k.Runtime = runtimeapi.NewRuntimeServiceClient(conn)
+	k.Images = runtimeapi.NewImageServiceClient(conn)
+}
+
+// Exited is closed when the process has exited; ExitErr is its Wait error.
+func (k *Keelson) Exited() <-chan struct{} { return k.exited }
+func (k *Keelson) ExitErr() error          { return k.exitErr }
+
+// Stop sends SIGTERM and waits for exit; it returns the process's Wait error.
+func (k *Keelson) Stop(timeout time.Duration) error {
+	if k.Cmd == nil || k.Cmd.Process == nil {
+		return nil
+	}
+	_ = k.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-k.exited:
+		return k.exitErr
+	case <-time.After(timeout):
+		_ = k.Cmd.Process.Kill()
+		<-k.exited
+		return fmt.Errorf("keelson did not stop within %s after SIGTERM", timeout)
+	}
+}
+
+// Kill sends SIGKILL and waits.
+func (k *Keelson) Kill() {
+	_ = k.Cmd.Process.Kill()
+	<-k.exited
+}
+
+// Log is the instance's log so far.
+func (k *Keelson) Log() string {
+	b, _ := os.ReadFile(k.LogPath)
+	return string(b)
+}
+
+// ContainerdPids lists containerd processes started on this instance's config.
+func (k *Keelson) ContainerdPids() []int {
+	return PidsWithArg(filepath.Join(k.StateDir, "containerd", "config.toml"))
+}
+
+func (k *Keelson) cleanup() {
+	if k.conn != nil {
+		k.conn.Close()
+		k.conn = nil
+	}
+	select {
+	case <-k.exited:
+	default:
+		if err := k.Stop(20 * time.Second); err != nil {
+			k.t.Logf("stopping keelson: %v", err)
+		}
+	}
+	for _, pid := range k.ContainerdPids() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if k.t.Failed() {
+		k.t.Logf("--- keelson log (%s) ---\n%s", k.LogPath, tail(k.Log(), 200))
+	}
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+// PidsWithArg lists processes whose command line contains arg.
+func PidsWithArg(arg string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if bytes.Contains(b, []byte(arg)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// ProcessAlive reports whether pid exists and is not a zombie.
+func ProcessAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
