@@ -315,3 +315,48 @@ func TestBadConfigRefused(t *testing.T) {
 		})
 	}
 }
+
+func TestSignals(t *testing.T) {
+	harness.RequireRoot(t)
+	k := harness.Prepare(t, harness.Options{})
+	k.Start(harness.Options{})
+	ctx := ctxT(t)
+
+	// SIGHUP reloads the log level from the file: at 6 request bodies are logged.
+	cfg, err := os.ReadFile(k.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(k.Config, []byte(strings.Replace(string(cfg), "log_level = 4", "log_level = 6", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(k.Log(), "reloaded log level") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := k.Runtime.Version(ctx, &runtimeapi.VersionRequest{Version: "hup-marker"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(k.Log(), "hup-marker") {
+		t.Errorf("after SIGHUP to log_level 6 the request body is not logged")
+	}
+
+	// SIGUSR1 dumps goroutine stacks.
+	if err := k.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(k.Log(), "goroutine dump") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(k.Log(), "goroutine dump") || !strings.Contains(k.Log(), "goroutine 1 [") {
+		t.Errorf("SIGUSR1 did not dump stacks")
+	}
+	// Still serving afterwards.
+	if _, err := k.Runtime.Status(ctx, &runtimeapi.StatusRequest{}); err != nil {
+		t.Errorf("after signals: %v", err)
+	}
+}
