@@ -35,6 +35,7 @@ type Server struct {
 
 	Runtime        Health
 	Network        Network
+	Images         ImageService
 	Handlers       []Handler // the default handler first
 	DefaultHandler string
 	Info           func() map[string]string // verbose Status info; may be nil

@@ -21,6 +21,7 @@ import (
 	"github.com/keelson/keelson/pkg/cni"
 	"github.com/keelson/keelson/pkg/config"
 	"github.com/keelson/keelson/pkg/cri"
+	"github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/pkg/runtime"
 	"github.com/keelson/keelson/pkg/version"
 )
@@ -38,6 +39,7 @@ type Daemon struct {
 	sup       *runtime.Supervisor
 	conn      *runtime.Conn
 	network   *cni.Manager
+	images    *images.Service
 	grpc      *grpc.Server // serves the unix socket
 	tls       *grpc.Server // serves the mutual-TLS TCP listener, if configured
 	listeners []net.Listener
@@ -102,7 +104,21 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	go conn.Watch(bg, healthInterval)
 
 	klog.InfoS("Recovering state")
-	// Sandboxes, containers and images register their recovery here as they arrive.
+	d.images, err = images.New(conn, images.Options{
+		Snapshotter:            cfg.Containerd.Snapshotter,
+		RegistryConfigDir:      cfg.Images.RegistryConfigDir,
+		AuthFile:               cfg.Images.AuthFile,
+		PullProgressTimeout:    cfg.Images.PullProgressTimeout.D(),
+		MaxConcurrentDownloads: cfg.Images.MaxConcurrentDownloads,
+		SandboxImage:           cfg.Images.SandboxImage,
+	})
+	if err != nil {
+		return d, err
+	}
+	if err := d.images.Load(ctx); err != nil {
+		return d, err
+	}
+	d.images.Run(bg)
 
 	klog.InfoS("Loading CNI config", "confDir", cfg.CNI.ConfDir, "binDirs", cfg.CNI.BinDirs)
 	d.network = cni.New(cfg.CNI.ConfDir, cfg.CNI.BinDirs, cfg.CNI.CacheDir, filepath.Join(cfg.RootDir, "pod-cidr"))
@@ -148,6 +164,7 @@ func (d *Daemon) serve() error {
 	srv := &cri.Server{
 		Runtime:        d.conn,
 		Network:        d.network,
+		Images:         d.images,
 		DefaultHandler: cfg.Runtime.DefaultHandler,
 		Info:           d.info,
 	}

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/keelson/keelson/test/registry"
 )
 
 // Prefix is where hack/install-deps.sh puts the pinned binaries.
@@ -79,6 +81,13 @@ type Options struct {
 	NoCNIConfig bool
 	// ExtraConfig is appended to the generated config.toml.
 	ExtraConfig string
+	// Registry, when set, is made the mirror of every registry host tests use
+	// (hosts.toml in the instance's own registry config dir).
+	Registry *registry.Registry
+	// PullProgressTimeout overrides images.pull_progress_timeout (e.g. "2s").
+	PullProgressTimeout string
+	// AuthFile sets images.auth_file.
+	AuthFile string
 	// Args are extra command-line flags.
 	Args []string
 }
@@ -95,6 +104,9 @@ type Keelson struct {
 	Bridge   string
 	Subnet   string
 	LogPath  string
+	CertsDir string // images.registry_config_dir
+	// ContainerdSocket is the containerd keelson uses (supervised or external).
+	ContainerdSocket string
 	Cmd      *exec.Cmd
 	exited   chan struct{}
 	exitErr  error
@@ -137,6 +149,7 @@ func Prepare(t testing.TB, opts Options) *Keelson {
 		Config:   filepath.Join(dir, "config.toml"),
 		CNIDir:   filepath.Join(dir, "net.d"),
 		LogPath:  filepath.Join(dir, "keelson.log"),
+		CertsDir: filepath.Join(dir, "certs.d"),
 		// Unique per process and instance, so parallel runs never share a bridge.
 		Bridge: fmt.Sprintf("kt%d-%d", os.Getpid()%100000, n),
 		Subnet: fmt.Sprintf("10.%d.%d.0/24", 200+(os.Getpid()%50), n%250),
@@ -146,6 +159,22 @@ func Prepare(t testing.TB, opts Options) *Keelson {
 	}
 	if !opts.NoCNIConfig {
 		k.WriteCNIConfig()
+	}
+	if err := os.MkdirAll(k.CertsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if opts.Registry != nil {
+		if err := opts.Registry.WriteMirrorConfig(k.CertsDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k.ContainerdSocket = opts.ContainerdAddress
+	if k.ContainerdSocket == "" {
+		k.ContainerdSocket = filepath.Join(k.StateDir, "containerd", "containerd.sock")
+	}
+	progressTimeout := opts.PullProgressTimeout
+	if progressTimeout == "" {
+		progressTimeout = "1m"
 	}
 	binary := opts.ContainerdBinary
 	if binary == "" {
@@ -167,7 +196,13 @@ log_level = 4
 [cni]
   conf_dir = %q
   bin_dirs = [%q]
-`, k.RootDir, k.StateDir, k.Socket, opts.ContainerdAddress, binary, k.CNIDir, Prefix+"/cni/bin")
+
+[images]
+  registry_config_dir = %q
+  pull_progress_timeout = %q
+  auth_file = %q
+`, k.RootDir, k.StateDir, k.Socket, opts.ContainerdAddress, binary, k.CNIDir, Prefix+"/cni/bin",
+		k.CertsDir, progressTimeout, opts.AuthFile)
 	if err := os.WriteFile(k.Config, []byte(cfg+opts.ExtraConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -100,6 +100,15 @@ func (r *Registry) Push(ref string, img v1.Image) error {
 	return nil
 }
 
+// PushIndex stores an image index under ref's repository and tag.
+func (r *Registry) PushIndex(ref string, idx v1.ImageIndex) error {
+	local, err := r.LocalRef(ref)
+	if err != nil {
+		return err
+	}
+	return remote.WriteIndex(local, idx)
+}
+
 // PushAll pushes every image of the map.
 func (r *Registry) PushAll(imgs map[string]v1.Image) error {
 	for ref, img := range imgs {

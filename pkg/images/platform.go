@@ -1,0 +1,5 @@
+package images
+
+import "github.com/containerd/platforms"
+
+func platformString() string { return platforms.Format(platforms.DefaultSpec()) }

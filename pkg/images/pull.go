@@ -1,0 +1,212 @@
+package images
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/core/remotes/docker/config"
+	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"k8s.io/klog/v2"
+)
+
+// Pull fetches ref and unpacks it into the snapshotter for this platform, and returns
+// the image. Concurrent pulls of one reference with the same credentials share one
+// download; the download goes on if the caller gives up, so a retry finds it done.
+func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (*Image, error) {
+	named, err := Normalize(ref)
+	if err != nil {
+		return nil, err
+	}
+	key := named.String() + "\x00" + auth.key()
+	ch := s.pulls.DoChan(key, func() (any, error) {
+		// Detached from any one caller; the progress timeout bounds it.
+		return s.pull(context.WithoutCancel(ctx), named, auth)
+	})
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("pulling %s: %w", named, ctx.Err())
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Image), nil
+	}
+}
+
+func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (_ *Image, retErr error) {
+	ref := named.String()
+	host := reference.Domain(named)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	prog := newProgress(s.opts.PullProgressTimeout, cancel)
+	if !auth.empty() && auth.RegistryToken != "" {
+		prog.token, prog.tokenFor = auth.RegistryToken, auth.ServerAddress
+		if prog.tokenFor == "" {
+			prog.tokenFor = host
+		}
+	}
+	go prog.watch(ctx, ref)
+
+	resolver := docker.NewResolver(docker.ResolverOptions{
+		Hosts: config.ConfigureHosts(ctx, config.HostOptions{
+			HostDir: config.HostDirFromRoot(s.opts.RegistryConfigDir),
+			Credentials: func(h string) (string, string, error) {
+				if !auth.empty() {
+					return auth.credentials(h)
+				}
+				fileAuth, err := loadAuthFile(s.opts.AuthFile, h)
+				if err != nil {
+					return "", "", err
+				}
+				return fileAuth.credentials(h)
+			},
+			UpdateClient: prog.wrap,
+		}),
+	})
+
+	// Digests this pull fetches, to abort its partial downloads if it fails.
+	var mu sync.Mutex
+	var fetched []digest.Digest
+	track := images.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		mu.Lock()
+		fetched = append(fetched, desc.Digest)
+		mu.Unlock()
+		return nil, nil
+	})
+	defer func() {
+		if retErr != nil {
+			mu.Lock()
+			s.abortIngests(fetched)
+			mu.Unlock()
+		}
+	}()
+
+	klog.V(2).InfoS("Pulling image", "ref", ref)
+	img, err := s.client.Pull(ctx, ref,
+		containerd.WithResolver(resolver),
+		containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter(s.opts.Snapshotter),
+		containerd.WithPlatformMatcher(s.platform),
+		containerd.WithDownloadLimiter(s.limiter),
+		containerd.WithImageHandler(track),
+	)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return nil, fmt.Errorf("%v: %w", cause, errdefs.ErrUnavailable)
+		}
+		return nil, pullError(ref, host, err)
+	}
+	rec := img.Metadata()
+	c, err := s.contentOf(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	s.idx.set(rec.Name, c)
+	// Also name the image by repo digest and by ID, as containerd's CRI does, so all
+	// three survive a restart and resolve to the same image.
+	for _, name := range []string{repoDigest(named, rec.Target.Digest.String()), c.ID} {
+		if name == rec.Name {
+			continue
+		}
+		if err := s.putRecord(ctx, name, rec.Target); err != nil {
+			return nil, err
+		}
+		s.idx.set(name, c)
+	}
+	s.triggerFsUsage()
+	out := s.idx.byID(c.ID)
+	klog.V(2).InfoS("Pulled image", "ref", ref, "id", c.ID, "size", c.Size)
+	return out, nil
+}
+
+// putRecord creates or updates the containerd image record name → target.
+func (s *Service) putRecord(ctx context.Context, name string, target ocispec.Descriptor) error {
+	is := s.client.ImageService()
+	rec := images.Image{Name: name, Target: target}
+	if _, err := is.Create(ctx, rec); err != nil {
+		if !errdefs.IsAlreadyExists(err) {
+			return fmt.Errorf("naming image %s: %w", name, err)
+		}
+		if _, err := is.Update(ctx, rec, "target"); err != nil {
+			return fmt.Errorf("renaming image %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// abortIngests drops partial downloads of the given digests, so a failed pull leaves
+// nothing behind (committed blobs without an image are garbage collected).
+func (s *Service) abortIngests(digests []digest.Digest) {
+	if len(digests) == 0 {
+		return
+	}
+	want := map[digest.Digest]bool{}
+	for _, d := range digests {
+		want[d] = true
+	}
+	ctx := context.Background()
+	store := s.client.ContentStore()
+	statuses, err := store.ListStatuses(ctx)
+	if err != nil {
+		klog.ErrorS(err, "Listing partial downloads to abort")
+		return
+	}
+	for _, st := range statuses {
+		if want[st.Expected] || refHasDigest(st.Ref, want) {
+			if err := store.Abort(ctx, st.Ref); err != nil && !errdefs.IsNotFound(err) {
+				klog.ErrorS(err, "Aborting partial download", "ref", st.Ref)
+			}
+		}
+	}
+}
+
+func refHasDigest(ref string, want map[digest.Digest]bool) bool {
+	for d := range want {
+		if strings.Contains(ref, d.String()) {
+			return true
+		}
+	}
+	return false
+}
+
+
+// pullError turns what the resolver and fetcher return into errors that say what went
+// wrong and carry the right kind (and so the right gRPC code).
+func pullError(ref, host string, err error) error {
+	var status remoteerrors.ErrUnexpectedStatus
+	if errors.As(err, &status) {
+		switch status.StatusCode {
+		case 401:
+			return fmt.Errorf("pulling %s: authentication failed for registry %s (check the pull credentials): %v: %w", ref, host, err, errdefs.ErrUnauthenticated)
+		case 403:
+			return fmt.Errorf("pulling %s: registry %s denied access: %v: %w", ref, host, err, errdefs.ErrPermissionDenied)
+		}
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "401 Unauthorized") || strings.Contains(msg, "authorization failed") || strings.Contains(msg, "failed to authorize") {
+		return fmt.Errorf("pulling %s: authentication failed for registry %s (check the pull credentials): %v: %w", ref, host, err, errdefs.ErrUnauthenticated)
+	}
+	if strings.Contains(msg, "no match for platform") {
+		return fmt.Errorf("image %s has no variant for this node's platform (%s): %v: %w", ref, platformString(), err, errdefs.ErrNotFound)
+	}
+	var netErr net.Error
+	var opErr *net.OpError
+	if errors.As(err, &opErr) || (errors.As(err, &netErr) && netErr.Timeout()) {
+		return fmt.Errorf("pulling %s: registry %s (or its configured mirrors) unreachable: %v: %w", ref, host, err, errdefs.ErrUnavailable)
+	}
+	if errdefs.IsNotFound(err) {
+		return fmt.Errorf("image %s not found in registry %s or its configured mirrors: %w", ref, host, err)
+	}
+	return fmt.Errorf("pulling %s: %w", ref, err)
+}

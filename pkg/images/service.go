@@ -1,0 +1,265 @@
+// Package images is keelson's image service: pulls through containerd (hosts.toml
+// registry config, credentials, a shared download limit, a progress timeout), an
+// in-memory index that answers List and Status without touching containerd, removal,
+// and image filesystem usage.
+package images
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sync/singleflight"
+	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/runtime"
+)
+
+// Options configure the image service (config.Images plus the snapshotter).
+type Options struct {
+	Snapshotter            string
+	RegistryConfigDir      string
+	AuthFile               string
+	PullProgressTimeout    time.Duration
+	MaxConcurrentDownloads int
+	SandboxImage           string
+}
+
+// Service manages the images of keelson's containerd namespace.
+type Service struct {
+	conn       *runtime.Conn
+	client     *containerd.Client
+	opts       Options
+	sandboxRef string // normalized sandbox image name, always pinned
+	platform   platforms.MatchComparer
+
+	idx     *index
+	limiter *semaphore.Weighted
+	pulls   singleflight.Group
+	fs      fsUsage
+
+	// contentCache avoids re-reading configs for targets already seen.
+	cacheMu      sync.Mutex
+	contentCache map[digest.Digest]*imageContent
+}
+
+// New returns the service; Load fills its index.
+func New(conn *runtime.Conn, opts Options) (*Service, error) {
+	named, err := Normalize(opts.SandboxImage)
+	if err != nil {
+		return nil, fmt.Errorf("images.sandbox_image: %w", err)
+	}
+	return &Service{
+		conn:         conn,
+		client:       conn.Client,
+		opts:         opts,
+		sandboxRef:   named.String(),
+		platform:     platforms.Default(),
+		idx:          newIndex(),
+		limiter:      semaphore.NewWeighted(int64(opts.MaxConcurrentDownloads)),
+		contentCache: map[digest.Digest]*imageContent{},
+	}, nil
+}
+
+// Load rebuilds the index from containerd's image records.
+func (s *Service) Load(ctx context.Context) error {
+	records, err := s.client.ImageService().List(ctx)
+	if err != nil {
+		return fmt.Errorf("listing images: %w", err)
+	}
+	names := make(map[string]*imageContent, len(records))
+	for _, rec := range records {
+		c, err := s.contentOf(ctx, rec)
+		if err != nil {
+			// Kept out of the index, not deleted: a later pull repairs it.
+			klog.ErrorS(err, "Skipping image record that cannot be read", "name", rec.Name)
+			continue
+		}
+		names[rec.Name] = c
+	}
+	s.idx.replaceAll(names)
+	s.refreshFsUsage(ctx)
+	klog.InfoS("Loaded images", "images", len(s.idx.list()), "records", len(records))
+	return nil
+}
+
+// Run keeps the index current with containerd's image events and refreshes the
+// filesystem usage periodically, until ctx ends.
+func (s *Service) Run(ctx context.Context) {
+	go s.conn.Subscribe(ctx, func(ev any, env *events.Envelope) {
+		switch e := ev.(type) {
+		case *eventstypes.ImageCreate:
+			s.refreshName(ctx, e.Name)
+		case *eventstypes.ImageUpdate:
+			s.refreshName(ctx, e.Name)
+		case *eventstypes.ImageDelete:
+			s.idx.remove(e.Name)
+		}
+	}, func() {
+		if err := s.Load(ctx); err != nil {
+			klog.ErrorS(err, "Resyncing images after containerd reconnect")
+		}
+	}, `topic~="/images/"`)
+	go s.runFsUsage(ctx)
+}
+
+// refreshName re-reads one containerd image record into the index.
+func (s *Service) refreshName(ctx context.Context, name string) {
+	rec, err := s.client.ImageService().Get(ctx, name)
+	if errdefs.IsNotFound(err) {
+		s.idx.remove(name)
+		return
+	}
+	if err != nil {
+		klog.ErrorS(err, "Reading image record", "name", name)
+		return
+	}
+	c, err := s.contentOf(ctx, rec)
+	if err != nil {
+		klog.V(2).InfoS("Image record not readable yet", "name", name, "err", err)
+		return
+	}
+	s.idx.set(name, c)
+}
+
+// contentOf reads what an image record's target stands for on this platform: config,
+// chain ID and size. Results are cached by target digest.
+func (s *Service) contentOf(ctx context.Context, rec images.Image) (*imageContent, error) {
+	s.cacheMu.Lock()
+	c, ok := s.contentCache[rec.Target.Digest]
+	s.cacheMu.Unlock()
+	if ok {
+		return c, nil
+	}
+	store := s.client.ContentStore()
+	configDesc, err := images.Config(ctx, store, rec.Target, s.platform)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: config: %w", rec.Name, err)
+	}
+	blob, err := content.ReadBlob(ctx, store, configDesc)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: reading config: %w", rec.Name, err)
+	}
+	var spec ocispec.Image
+	if err := json.Unmarshal(blob, &spec); err != nil {
+		return nil, fmt.Errorf("image %s: config is not an OCI image config: %w", rec.Name, err)
+	}
+	target := images.Image{Target: rec.Target}
+	size, err := target.Size(ctx, store, s.platform)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: size: %w", rec.Name, err)
+	}
+	c = &imageContent{
+		ID:      configDesc.Digest.String(),
+		Spec:    spec,
+		ChainID: identity.ChainID(spec.RootFS.DiffIDs).String(),
+		Size:    uint64(size),
+		Target:  rec.Target,
+	}
+	s.cacheMu.Lock()
+	s.contentCache[rec.Target.Digest] = c
+	s.cacheMu.Unlock()
+	return c, nil
+}
+
+// Get finds a local image by ID (full or unique prefix), tag or repo digest.
+func (s *Service) Get(ref string) (*Image, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("image reference is empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if fullIDRE.MatchString(ref) {
+		if img := s.idx.byID("sha256:" + strings.TrimPrefix(ref, "sha256:")); img != nil {
+			return img, nil
+		}
+		return nil, fmt.Errorf("image %q not found: %w", ref, errdefs.ErrNotFound)
+	}
+	if named, err := Normalize(ref); err == nil {
+		if img := s.idx.byName(named.String()); img != nil {
+			return img, nil
+		}
+	} else if !idPrefixRE.MatchString(ref) {
+		return nil, err
+	}
+	if idPrefixRE.MatchString(ref) {
+		img, err := s.idx.byIDPrefix(strings.TrimPrefix(ref, "sha256:"))
+		if err != nil {
+			return nil, err
+		}
+		if img != nil {
+			return img, nil
+		}
+	}
+	return nil, fmt.Errorf("image %q not found: %w", ref, errdefs.ErrNotFound)
+}
+
+// List returns every image, sorted by ID.
+func (s *Service) List() []*Image { return s.idx.list() }
+
+// Pinned reports whether kubelet's image GC must leave img alone: the sandbox image.
+func (s *Service) Pinned(img *Image) bool {
+	for _, t := range img.RepoTags {
+		if t == s.sandboxRef {
+			return true
+		}
+	}
+	return false
+}
+
+// SandboxImage is the configured pause image's normalized name.
+func (s *Service) SandboxImage() string { return s.sandboxRef }
+
+// Remove deletes the image ref resolves to, under all its names (tags, digests, ID),
+// as kubelet expects. Containers using it keep their snapshots and keep working.
+// A missing image is not an error.
+func (s *Service) Remove(ctx context.Context, ref string) error {
+	img, err := s.Get(ref)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	names := s.idx.namesOf(img.ID)
+	is := s.client.ImageService()
+	for i, name := range names {
+		var opts []images.DeleteOpt
+		if i == len(names)-1 {
+			// The last name: wait for garbage collection so the space is free on return.
+			opts = append(opts, images.SynchronousDelete())
+		}
+		if err := is.Delete(ctx, name, opts...); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("removing image %s (%s): %w", name, img.ID, err)
+		}
+		s.idx.remove(name)
+	}
+	klog.V(2).InfoS("Removed image", "id", img.ID, "names", names)
+	s.triggerFsUsage()
+	return nil
+}
+
+// EnsureSandboxImage returns the sandbox image, pulling it when it is missing.
+func (s *Service) EnsureSandboxImage(ctx context.Context) (*Image, error) {
+	if img := s.idx.byName(s.sandboxRef); img != nil {
+		return img, nil
+	}
+	img, err := s.Pull(ctx, s.sandboxRef, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox image %s: %w", s.sandboxRef, err)
+	}
+	return img, nil
+}
+
