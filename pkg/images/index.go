@@ -36,9 +36,9 @@ type imageContent struct {
 // by image ID. Reads never touch containerd.
 type index struct {
 	mu       sync.RWMutex
-	names    map[string]string   // containerd image name → image ID
+	names    map[string]string        // containerd image name → image ID
 	contents map[string]*imageContent // image ID → content
-	views    map[string]*Image   // image ID → Image, rebuilt when its names change
+	views    map[string]*Image        // image ID → Image, rebuilt when its names change
 }
 
 func newIndex() *index {

@@ -14,13 +14,13 @@ import (
 // flight but no body byte has arrived for the timeout; a slow pull that keeps moving,
 // or one waiting for a download slot (nothing in flight), is never cut.
 type progress struct {
-	timeout time.Duration
-	cancel  context.CancelCauseFunc
-	bytes   atomic.Int64
-	active  atomic.Int32
-	mu      sync.Mutex
-	current string // URL of the latest request in flight, for the error message
-	token   string // bearer token to add (CRI RegistryToken), if any
+	timeout  time.Duration
+	cancel   context.CancelCauseFunc
+	bytes    atomic.Int64
+	active   atomic.Int32
+	mu       sync.Mutex
+	current  string // URL of the latest request in flight, for the error message
+	token    string // bearer token to add (CRI RegistryToken), if any
 	tokenFor string
 }
 

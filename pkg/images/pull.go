@@ -180,7 +180,6 @@ func refHasDigest(ref string, want map[digest.Digest]bool) bool {
 	return false
 }
 
-
 // pullError turns what the resolver and fetcher return into errors that say what went
 // wrong and carry the right kind (and so the right gRPC code).
 func pullError(ref, host string, err error) error {

@@ -262,4 +262,3 @@ func (s *Service) EnsureSandboxImage(ctx context.Context) (*Image, error) {
 	}
 	return img, nil
 }
-

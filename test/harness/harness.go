@@ -107,12 +107,12 @@ type Keelson struct {
 	CertsDir string // images.registry_config_dir
 	// ContainerdSocket is the containerd keelson uses (supervised or external).
 	ContainerdSocket string
-	Cmd      *exec.Cmd
-	exited   chan struct{}
-	exitErr  error
-	conn     *grpc.ClientConn
-	Runtime  runtimeapi.RuntimeServiceClient
-	Images   runtimeapi.ImageServiceClient
+	Cmd              *exec.Cmd
+	exited           chan struct{}
+	exitErr          error
+	conn             *grpc.ClientConn
+	Runtime          runtimeapi.RuntimeServiceClient
+	Images           runtimeapi.ImageServiceClient
 }
 
 var instanceSeq struct {
