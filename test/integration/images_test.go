@@ -138,6 +138,34 @@ func TestPullByTagAndDigest(t *testing.T) {
 		t.Errorf("ListImages with a filter matching nothing = %v, %v", list, err)
 	}
 
+	// A name added behind keelson's back (containerd's image API) shows up through
+	// containerd's events.
+	cl := k.ContainerdClient(t)
+	rec, err := cl.ImageService().Get(harness.Ctx(t), "docker.io/library/busybox:1.36")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Name = "docker.io/library/busybox:sideloaded"
+	if _, err := cl.ImageService().Create(harness.Ctx(t), rec); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for imageStatus(t, k, "busybox:sideloaded") == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("an image created in containerd never reached keelson's index")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := cl.ImageService().Delete(harness.Ctx(t), rec.Name); err != nil {
+		t.Fatal(err)
+	}
+	for imageStatus(t, k, "busybox:sideloaded") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("an image deleted in containerd stayed in keelson's index")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	// The index is rebuilt from containerd after a restart.
 	if err := k.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
