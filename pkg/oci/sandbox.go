@@ -1,0 +1,176 @@
+package oci
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// SandboxInput is what the pod infra container's spec is made of.
+type SandboxInput struct {
+	ID        string
+	Config    *runtimeapi.PodSandboxConfig
+	Image     ocispec.ImageConfig // the pause image's config
+	NetNSPath string              // the pod's network namespace; "" with host networking
+	OwnOOM    int                 // this process's oom_score_adj (the floor for the sandbox's)
+	ReadFile  func(string) ([]byte, error)
+}
+
+// SandboxSpec builds the infra container's spec: it holds the pod's network, IPC and
+// UTS namespaces (and PID, when the pod shares one), runs the pause process with a
+// read-only root, in the pod's cgroup parent, with the pod's sysctls.
+func SandboxSpec(ctx context.Context, in SandboxInput) (*specs.Spec, error) {
+	cfg := in.Config
+	lx := cfg.GetLinux()
+	sc := lx.GetSecurityContext()
+	nsOpts := sc.GetNamespaceOptions()
+	hostNet := nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE
+	hostIPC := nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE
+	hostPID := nsOpts.GetPid() == runtimeapi.NamespaceMode_NODE
+
+	if err := validateSysctls(lx.GetSysctls(), hostNet, hostIPC); err != nil {
+		return nil, err
+	}
+	// Ignoring this would run the pod as the host's root while it asked for an
+	// unprivileged user namespace.
+	if u := nsOpts.GetUsernsOptions(); u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD {
+		return nil, fmt.Errorf("pod user namespaces (hostUsers: false) are not supported: %w", errdefs.ErrNotImplemented)
+	}
+	args := append(append([]string{}, in.Image.Entrypoint...), in.Image.Cmd...)
+	if len(args) == 0 {
+		return nil, fmt.Errorf("sandbox image has neither entrypoint nor cmd: %w", errdefs.ErrInvalidArgument)
+	}
+	cwd := in.Image.WorkingDir
+	if cwd == "" {
+		cwd = "/"
+	}
+	opts := []oci.SpecOpts{
+		oci.WithEnv(in.Image.Env),
+		oci.WithProcessArgs(args...),
+		oci.WithProcessCwd(cwd),
+		oci.WithRootFSReadonly(),
+		oci.WithNoNewPrivileges,
+		oci.WithAnnotations(SandboxAnnotations(in.ID, cfg)),
+	}
+	if hostNet {
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))
+	} else {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: in.NetNSPath}))
+		if cfg.GetHostname() != "" {
+			opts = append(opts, oci.WithHostname(cfg.GetHostname()))
+		}
+	}
+	if hostIPC {
+		opts = append(opts, oci.WithHostNamespace(specs.IPCNamespace))
+	}
+	if hostPID {
+		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
+	}
+	if p := CgroupsPath(lx.GetCgroupParent(), in.ID); p != "" {
+		opts = append(opts, oci.WithCgroup(p))
+	}
+	if uid := sc.GetRunAsUser(); uid != nil {
+		if uid.Value < 0 || uid.Value > math.MaxInt32 {
+			return nil, fmt.Errorf("sandbox run_as_user %d is out of range [0, %d]: %w", uid.Value, math.MaxInt32, errdefs.ErrInvalidArgument)
+		}
+		gid := uint32(0)
+		if g := sc.GetRunAsGroup(); g != nil {
+			if g.Value < 0 || g.Value > math.MaxInt32 {
+				return nil, fmt.Errorf("sandbox run_as_group %d is out of range [0, %d]: %w", g.Value, math.MaxInt32, errdefs.ErrInvalidArgument)
+			}
+			gid = uint32(g.Value)
+		}
+		opts = append(opts, oci.WithUIDGID(uint32(uid.Value), gid))
+	} else if in.Image.User != "" {
+		opts = append(opts, withNumericUser(in.Image.User))
+	}
+	if sc.GetPrivileged() {
+		opts = append(opts, oci.WithPrivileged)
+	}
+	seccompOpt, err := withSeccomp(sc.GetSeccomp(), sc.GetPrivileged(), in.ReadFile)
+	if err != nil {
+		return nil, err
+	}
+	if seccompOpt != nil {
+		opts = append(opts, seccompOpt)
+	}
+	spec, err := generate(ctx, in.ID, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if len(lx.GetSysctls()) > 0 {
+		spec.Linux.Sysctl = map[string]string{}
+		for k, v := range lx.GetSysctls() {
+			spec.Linux.Sysctl[k] = v
+		}
+	}
+	if gids := sc.GetSupplementalGroups(); len(gids) > 0 {
+		for _, g := range gids {
+			if g < 0 || g > math.MaxInt32 {
+				return nil, fmt.Errorf("supplemental group %d is out of range [0, %d]: %w", g, math.MaxInt32, errdefs.ErrInvalidArgument)
+			}
+			if !slices.Contains(spec.Process.User.AdditionalGids, uint32(g)) {
+				spec.Process.User.AdditionalGids = append(spec.Process.User.AdditionalGids, uint32(g))
+			}
+		}
+	}
+	adj := ClampOOMScoreAdj(SandboxOOMScoreAdj, in.OwnOOM)
+	spec.Process.OOMScoreAdj = &adj
+	return spec, nil
+}
+
+// SandboxAnnotations are the sandbox's identity annotations.
+func SandboxAnnotations(id string, cfg *runtimeapi.PodSandboxConfig) map[string]string {
+	md := cfg.GetMetadata()
+	return map[string]string{
+		AnnotationContainerType: ContainerTypeSandbox,
+		AnnotationSandboxID:     id,
+		AnnotationSandboxName:   md.GetName(),
+		AnnotationSandboxNS:     md.GetNamespace(),
+		AnnotationSandboxUID:    md.GetUid(),
+	}
+}
+
+// withNumericUser applies an image USER of the form uid or uid:gid (the pause image's
+// 65535:65535). Names need the image's /etc/passwd, which pause images do not have.
+// A name, or a half-numeric value such as "65535abc", leaves the default (root).
+func withNumericUser(user string) oci.SpecOpts {
+	u, g, _ := strings.Cut(user, ":")
+	uid, numeric, err := parseID(u)
+	if err != nil || !numeric {
+		return func(context.Context, oci.Client, *containers.Container, *specs.Spec) error { return nil }
+	}
+	var gid uint32
+	if g != "" {
+		if v, numeric, err := parseID(g); err == nil && numeric {
+			gid = v
+		}
+	}
+	return oci.WithUIDGID(uid, gid)
+}
+
+// validateSysctls refuses sysctls that would change the host: net.* with host
+// networking, UTS ones with host networking (which brings the host's UTS namespace),
+// IPC ones with the host IPC namespace.
+func validateSysctls(sysctls map[string]string, hostNet, hostIPC bool) error {
+	for k := range sysctls {
+		switch {
+		case hostNet && strings.HasPrefix(k, "net."):
+			return fmt.Errorf("sysctl %q is not allowed with host networking (it would change the node): %w", k, errdefs.ErrInvalidArgument)
+		case hostNet && (k == "kernel.hostname" || k == "kernel.domainname"):
+			return fmt.Errorf("sysctl %q is not allowed with host networking (the pod shares the node's UTS namespace): %w", k, errdefs.ErrInvalidArgument)
+		case hostIPC && (strings.HasPrefix(k, "kernel.shm") || strings.HasPrefix(k, "kernel.msg") || k == "kernel.sem" || strings.HasPrefix(k, "fs.mqueue.")):
+			return fmt.Errorf("sysctl %q is not allowed with the host IPC namespace: %w", k, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
