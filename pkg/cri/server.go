@@ -36,6 +36,7 @@ type Server struct {
 	Runtime        Health
 	Network        Network
 	Images         ImageService
+	Sandboxes      SandboxService
 	Handlers       []Handler // the default handler first
 	DefaultHandler string
 	Info           func() map[string]string // verbose Status info; may be nil

@@ -23,6 +23,7 @@ import (
 	"github.com/keelson/keelson/pkg/cri"
 	"github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/pkg/runtime"
+	"github.com/keelson/keelson/pkg/sandbox"
 	"github.com/keelson/keelson/pkg/version"
 )
 
@@ -40,6 +41,7 @@ type Daemon struct {
 	conn      *runtime.Conn
 	network   *cni.Manager
 	images    *images.Service
+	sandboxes *sandbox.Service
 	grpc      *grpc.Server // serves the unix socket
 	tls       *grpc.Server // serves the mutual-TLS TCP listener, if configured
 	listeners []net.Listener
@@ -127,6 +129,18 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		return d, err
 	}
 
+	d.sandboxes = sandbox.New(conn, d.images, d.network, sandbox.Options{
+		RootDir:        cfg.RootDir,
+		StateDir:       cfg.StateDir,
+		Snapshotter:    cfg.Containerd.Snapshotter,
+		Handlers:       cfg.Runtime.Handlers,
+		DefaultHandler: cfg.Runtime.DefaultHandler,
+	})
+	d.sandboxes.Watch(bg)
+	if err := d.sandboxes.Load(ctx); err != nil {
+		return d, err
+	}
+
 	if err := d.serve(); err != nil {
 		return d, err
 	}
@@ -165,6 +179,7 @@ func (d *Daemon) serve() error {
 		Runtime:        d.conn,
 		Network:        d.network,
 		Images:         d.images,
+		Sandboxes:      d.sandboxes,
 		DefaultHandler: cfg.Runtime.DefaultHandler,
 		Info:           d.info,
 	}

@@ -88,6 +88,13 @@ type Options struct {
 	PullProgressTimeout string
 	// AuthFile sets images.auth_file.
 	AuthFile string
+	// SandboxImage overrides images.sandbox_image.
+	SandboxImage string
+	// CNIConfList, when set, is written instead of the default bridge network; it
+	// gets the instance (for its bridge name, subnet and dirs).
+	CNIConfList func(k *Keelson) string
+	// ExtraCNIBinDir is searched for plugins before the installed ones.
+	ExtraCNIBinDir string
 	// Args are extra command-line flags.
 	Args []string
 }
@@ -107,12 +114,15 @@ type Keelson struct {
 	CertsDir string // images.registry_config_dir
 	// ContainerdSocket is the containerd keelson uses (supervised or external).
 	ContainerdSocket string
-	Cmd              *exec.Cmd
-	exited           chan struct{}
-	exitErr          error
-	conn             *grpc.ClientConn
-	Runtime          runtimeapi.RuntimeServiceClient
-	Images           runtimeapi.ImageServiceClient
+	// CgroupParent is a cgroup parent for this instance's pods (removed at the end).
+	CgroupParent string
+	Cmd          *exec.Cmd
+	exited       chan struct{}
+	exitErr      error
+	cniConfList  func(k *Keelson) string
+	conn         *grpc.ClientConn
+	Runtime      runtimeapi.RuntimeServiceClient
+	Images       runtimeapi.ImageServiceClient
 }
 
 var instanceSeq struct {
@@ -154,11 +164,17 @@ func Prepare(t testing.TB, opts Options) *Keelson {
 		Bridge: fmt.Sprintf("kt%d-%d", os.Getpid()%100000, n),
 		Subnet: fmt.Sprintf("10.%d.%d.0/24", 200+(os.Getpid()%50), n%250),
 	}
+	k.CgroupParent = newCgroupParent(t, n)
 	if err := os.MkdirAll(k.CNIDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	k.cniConfList = opts.CNIConfList
 	if !opts.NoCNIConfig {
 		k.WriteCNIConfig()
+	}
+	binDirs := fmt.Sprintf("%q", Prefix+"/cni/bin")
+	if opts.ExtraCNIBinDir != "" {
+		binDirs = fmt.Sprintf("%q, %s", opts.ExtraCNIBinDir, binDirs)
 	}
 	if err := os.MkdirAll(k.CertsDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -175,6 +191,10 @@ func Prepare(t testing.TB, opts Options) *Keelson {
 	progressTimeout := opts.PullProgressTimeout
 	if progressTimeout == "" {
 		progressTimeout = "1m"
+	}
+	sandboxImage := opts.SandboxImage
+	if sandboxImage == "" {
+		sandboxImage = "registry.k8s.io/pause:3.10"
 	}
 	binary := opts.ContainerdBinary
 	if binary == "" {
@@ -195,14 +215,15 @@ log_level = 4
 
 [cni]
   conf_dir = %q
-  bin_dirs = [%q]
+  bin_dirs = [%s]
 
 [images]
   registry_config_dir = %q
   pull_progress_timeout = %q
   auth_file = %q
-`, k.RootDir, k.StateDir, k.Socket, opts.ContainerdAddress, binary, k.CNIDir, Prefix+"/cni/bin",
-		k.CertsDir, progressTimeout, opts.AuthFile)
+  sandbox_image = %q
+`, k.RootDir, k.StateDir, k.Socket, opts.ContainerdAddress, binary, k.CNIDir, binDirs,
+		k.CertsDir, progressTimeout, opts.AuthFile, sandboxImage)
 	if err := os.WriteFile(k.Config, []byte(cfg+opts.ExtraConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +232,12 @@ log_level = 4
 
 // WriteCNIConfig writes the instance's bridge network config into its conf dir.
 func (k *Keelson) WriteCNIConfig() {
+	if k.cniConfList != nil {
+		if err := os.WriteFile(filepath.Join(k.CNIDir, "10-test.conflist"), []byte(k.cniConfList(k)), 0o644); err != nil {
+			k.t.Fatal(err)
+		}
+		return
+	}
 	conf := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": "%s",

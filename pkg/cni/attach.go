@@ -1,0 +1,175 @@
+package cni
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/containerd/errdefs"
+	"github.com/containernetworking/cni/libcni"
+	cnitypes "github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"k8s.io/klog/v2"
+)
+
+// IfName is the pod's interface inside its network namespace.
+const IfName = "eth0"
+
+// PortMapping is one hostPort → containerPort mapping (portmap capability).
+type PortMapping struct {
+	HostPort      int32  `json:"hostPort"`
+	ContainerPort int32  `json:"containerPort"`
+	Protocol      string `json:"protocol"` // tcp, udp, sctp
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// Pod identifies one attachment: the sandbox and what plugins are told about it.
+type Pod struct {
+	ID        string // sandbox ID (CNI container ID)
+	NetNS     string
+	Name      string
+	Namespace string
+	UID       string
+	Ports     []PortMapping
+}
+
+// Result is what an attachment produced.
+type Result struct {
+	IPs []string // pod IPs on IfName, IPv4 first
+	Raw []byte   // the plugins' result, as JSON
+}
+
+func (p Pod) runtimeConf() *libcni.RuntimeConf {
+	rt := &libcni.RuntimeConf{
+		ContainerID: p.ID,
+		NetNS:       p.NetNS,
+		IfName:      IfName,
+		// IgnoreUnknown first: plugins that do not know the K8S_* args must not fail.
+		Args: [][2]string{
+			{"IgnoreUnknown", "1"},
+			{"K8S_POD_NAMESPACE", p.Namespace},
+			{"K8S_POD_NAME", p.Name},
+			{"K8S_POD_INFRA_CONTAINER_ID", p.ID},
+			{"K8S_POD_UID", p.UID},
+		},
+		CapabilityArgs: map[string]any{},
+	}
+	if len(p.Ports) > 0 {
+		rt.CapabilityArgs["portMappings"] = p.Ports
+	}
+	return rt
+}
+
+// Attach runs CNI ADD for the pod with the current network config.
+func (m *Manager) Attach(ctx context.Context, pod Pod) (*Result, error) {
+	network, file := m.Network()
+	if network == nil {
+		return nil, fmt.Errorf("pod network not ready: %v: %w", m.Status(), errdefs.ErrFailedPrecondition)
+	}
+	res, err := m.cni.AddNetworkList(ctx, network, pod.runtimeConf())
+	if err != nil {
+		return nil, fmt.Errorf("CNI ADD on network %q (%s): %w", network.Name, file, err)
+	}
+	return toResult(res)
+}
+
+func toResult(res cnitypes.Result) (*Result, error) {
+	cur, err := types100.NewResultFromResult(res)
+	if err != nil {
+		return nil, fmt.Errorf("converting CNI result: %w", err)
+	}
+	raw, _ := json.Marshal(cur)
+	out := &Result{Raw: raw}
+	var v4, v6 []string
+	for _, ipc := range cur.IPs {
+		// Only addresses on the pod's own interface (a sandbox interface) count.
+		if ipc.Interface != nil && *ipc.Interface < len(cur.Interfaces) {
+			iface := cur.Interfaces[*ipc.Interface]
+			if iface.Sandbox == "" || iface.Name != IfName {
+				continue
+			}
+		}
+		if ipc.Address.IP.To4() != nil {
+			v4 = append(v4, ipc.Address.IP.String())
+		} else {
+			v6 = append(v6, ipc.Address.IP.String())
+		}
+	}
+	out.IPs = append(v4, v6...)
+	if len(out.IPs) == 0 {
+		return nil, errors.New("CNI ADD returned no IP address for the pod interface")
+	}
+	return out, nil
+}
+
+// Detach runs CNI DEL for the pod. It uses the config cached at ADD time when there
+// is one, so a changed or removed conf file does not leak what ADD set up. It must run
+// while the netns still exists (the bridge plugin removes its rules only then); a
+// missing netns is passed as "" so plugins still release IPs and rules.
+func (m *Manager) Detach(ctx context.Context, pod Pod) error {
+	rt := pod.runtimeConf()
+	if _, err := os.Stat(rt.NetNS); err != nil {
+		rt.NetNS = ""
+	}
+	attachments, err := m.cni.GetCachedAttachments(pod.ID)
+	if err != nil {
+		klog.V(2).InfoS("Reading CNI cache", "podSandboxID", pod.ID, "err", err)
+	}
+	var errs []error
+	done := false
+	for _, a := range attachments {
+		network, err := libcni.NetworkConfFromBytes(a.Config)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cached CNI config for %s: %w", pod.ID, err))
+			continue
+		}
+		if err := m.cni.DelNetworkList(ctx, network, rt); err != nil {
+			errs = append(errs, fmt.Errorf("CNI DEL on network %q: %w", network.Name, err))
+			continue
+		}
+		done = true
+	}
+	if !done && len(errs) == 0 {
+		// Nothing cached: ADD never completed, or the cache was lost. DEL with the
+		// current config is harmless and releases whatever a partial ADD took.
+		network, _ := m.Network()
+		if network == nil {
+			return nil
+		}
+		if err := m.cni.DelNetworkList(ctx, network, rt); err != nil {
+			return fmt.Errorf("CNI DEL on network %q: %w", network.Name, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// GC removes the attachments of sandboxes that no longer exist (their IDs not in
+// valid): CNI DEL with the config and args cached at ADD time.
+func (m *Manager) GC(ctx context.Context, valid map[string]bool) {
+	attachments, err := m.cni.GetCachedAttachments("")
+	if err != nil {
+		klog.ErrorS(err, "Listing cached CNI attachments")
+		return
+	}
+	for _, a := range attachments {
+		if valid[a.ContainerID] {
+			continue
+		}
+		network, err := libcni.NetworkConfFromBytes(a.Config)
+		if err != nil {
+			klog.ErrorS(err, "Cached CNI config unreadable", "podSandboxID", a.ContainerID)
+			continue
+		}
+		rt := &libcni.RuntimeConf{ContainerID: a.ContainerID, NetNS: a.NetNS, IfName: a.IfName, Args: a.CniArgs, CapabilityArgs: a.CapabilityArgs}
+		if _, err := os.Stat(rt.NetNS); err != nil {
+			rt.NetNS = ""
+		}
+		if err := m.cni.DelNetworkList(ctx, network, rt); err != nil {
+			klog.ErrorS(err, "CNI GC: DEL of an orphaned attachment failed", "podSandboxID", a.ContainerID, "network", a.Network)
+			continue
+		}
+		klog.InfoS("CNI GC: removed orphaned attachment", "podSandboxID", a.ContainerID, "network", a.Network)
+	}
+}

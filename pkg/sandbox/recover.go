@@ -1,0 +1,182 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/netns"
+)
+
+// Load rebuilds the sandbox index after a (re)start. It assumes:
+//   - every sandbox has a containerd container labelled io.keelson.kind=sandbox, whose
+//     extension holds its metadata (written once, at creation);
+//   - the status file may be missing (reboot, crash before it was written): the task
+//     then tells whether the infra process runs;
+//   - a record that cannot be decoded is kept as UNKNOWN, never dropped, so kubelet
+//     can still stop and remove it;
+//   - anything a crashed RunPodSandbox made before the containerd record existed
+//     (netns, CNI attachment, files) belongs to no record and is garbage collected.
+func (s *Service) Load(ctx context.Context) error {
+	list, err := s.client.Containers(ctx, fmt.Sprintf("labels.%q==%s", LabelKind, KindSandbox))
+	if err != nil {
+		return fmt.Errorf("listing sandboxes: %w", err)
+	}
+	for _, c := range list {
+		sb := s.load(ctx, c)
+		s.store.Put(sb.ID, sb)
+		if sb.Name != "" {
+			if err := s.names.Reserve(sb.Name, sb.ID); err != nil {
+				klog.ErrorS(err, "Two sandboxes share a name", "podSandboxID", sb.ID)
+			}
+		}
+	}
+	s.gc(ctx)
+	klog.InfoS("Loaded pod sandboxes", "count", s.store.Len())
+	return nil
+}
+
+func (s *Service) load(ctx context.Context, c containerd.Container) *Sandbox {
+	id := c.ID()
+	unknown := func(reason string) *Sandbox {
+		klog.ErrorS(errors.New(reason), "Sandbox kept in UNKNOWN state", "podSandboxID", id)
+		sb := &Sandbox{Metadata: Metadata{ID: id, Dir: s.filesDir(id), NetNSPath: s.netnsPath(id)}}
+		sb.Config = nil
+		sb.status = Status{State: StateUnknown, Reason: reason}
+		return sb
+	}
+	info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+	if err != nil {
+		return unknown(fmt.Sprintf("reading container record: %v", err))
+	}
+	ext, ok := info.Extensions[ExtensionKey]
+	if !ok {
+		return unknown("no metadata extension")
+	}
+	v, err := typeurl.UnmarshalAny(ext)
+	if err != nil {
+		return unknown(fmt.Sprintf("decoding metadata: %v", err))
+	}
+	md, ok := v.(*Metadata)
+	if !ok {
+		return unknown(fmt.Sprintf("metadata has type %T", v))
+	}
+	if err := md.decode(); err != nil {
+		return unknown(fmt.Sprintf("decoding sandbox config: %v", err))
+	}
+	sb := &Sandbox{Metadata: *md}
+	if info.Spec != nil {
+		sb.spec = info.Spec.GetValue()
+	}
+	st := Status{State: StateNotReady}
+	if b, err := os.ReadFile(s.statusPath(id)); err == nil {
+		if err := json.Unmarshal(b, &st); err != nil {
+			klog.ErrorS(err, "Status file unreadable; asking the task", "podSandboxID", id)
+			st = Status{State: StateNotReady}
+		}
+	}
+	// The task is the truth about whether the infra process runs.
+	running := false
+	if task, err := c.Task(ctx, nil); err == nil {
+		if ts, err := task.Status(ctx); err == nil && ts.Status == containerd.Running {
+			running = true
+			st.Pid = task.Pid()
+		}
+	}
+	switch {
+	case running && st.State == StateNotReady && !st.NetworkDown && st.ExitedAt.IsZero():
+		// Crashed between starting the task and writing the status: it runs.
+		st.State = StateReady
+	case !running && st.State == StateReady:
+		st.State = StateNotReady
+		st.ExitedAt = time.Now()
+	}
+	if st.State == StateUnknown {
+		st.State = StateNotReady
+	}
+	sb.status = st
+	if err := s.persist(sb); err != nil {
+		klog.ErrorS(err, "Writing status file", "podSandboxID", id)
+	}
+	return sb
+}
+
+// gc removes network namespaces, CNI attachments and sandbox dirs that belong to no
+// known sandbox: leftovers of a RunPodSandbox that died before its record existed.
+func (s *Service) gc(ctx context.Context) {
+	known := map[string]bool{}
+	for _, sb := range s.store.List() {
+		known[sb.ID] = true
+	}
+	// CNI first: DEL needs the netns still there.
+	s.network.GC(ctx, known)
+	for _, dir := range []string{filepath.Join(s.opts.StateDir, "netns"), filepath.Join(s.opts.StateDir, "sandboxes"), filepath.Join(s.opts.RootDir, "sandboxes")} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if known[e.Name()] {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			klog.InfoS("Removing leftover of an unfinished sandbox", "path", p)
+			if e.IsDir() {
+				_ = unmountAll(filepath.Join(p, "shm"))
+				_ = os.RemoveAll(p)
+			} else {
+				_ = netns.Remove(p)
+			}
+		}
+	}
+}
+
+// Watch follows infra task exits until ctx ends; after a reconnect it re-checks tasks.
+func (s *Service) Watch(ctx context.Context) {
+	go s.conn.Subscribe(ctx, func(ev any, env *events.Envelope) {
+		e, ok := ev.(*eventstypes.TaskExit)
+		if !ok || e.ID != e.ContainerID {
+			return // not an init process
+		}
+		at := time.Now()
+		if e.ExitedAt != nil {
+			at = e.ExitedAt.AsTime()
+		}
+		s.onExit(e.ContainerID, at)
+	}, func() { s.recheck(ctx) }, `topic=="/tasks/exit"`)
+}
+
+// recheck marks READY sandboxes whose task is gone as NOTREADY (exits missed while
+// the event stream was down).
+func (s *Service) recheck(ctx context.Context) {
+	for _, sb := range s.store.List() {
+		if sb.Status().State != StateReady {
+			continue
+		}
+		c, err := s.client.LoadContainer(ctx, sb.ID)
+		if err != nil {
+			continue
+		}
+		task, err := c.Task(ctx, nil)
+		if errdefs.IsNotFound(err) {
+			s.onExit(sb.ID, time.Now())
+			continue
+		}
+		if err == nil {
+			if st, err := task.Status(ctx); err == nil && st.Status == containerd.Stopped {
+				s.onExit(sb.ID, st.ExitTime)
+			}
+		}
+	}
+}

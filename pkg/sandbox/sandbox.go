@@ -1,0 +1,127 @@
+// Package sandbox runs pod sandboxes: the pod's network namespace attached through
+// CNI, its infra (pause) container in containerd holding the pod's namespaces, and
+// the files containers of the pod share (hostname, hosts, resolv.conf, /dev/shm).
+//
+// Where state lives: the containerd container (label io.keelson.kind=sandbox) and its
+// metadata extension are the durable record; the mutable status is a small file under
+// the state dir; memory is a cache rebuilt by Load. Anything created before the
+// containerd record (netns, CNI attachment, files) is found by Load's garbage
+// collection if keelson dies before the record exists.
+package sandbox
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Labels and extension keys on the containerd container of a sandbox.
+const (
+	LabelKind      = "io.keelson.kind"
+	KindSandbox    = "sandbox"
+	ExtensionKey   = "io.keelson.sandbox.metadata"
+	labelPodName   = "io.kubernetes.pod.name"
+	labelPodNS     = "io.kubernetes.pod.namespace"
+	labelPodUID    = "io.kubernetes.pod.uid"
+	metadataFormat = 1
+)
+
+func init() {
+	typeurl.Register(&Metadata{}, "keelson.dev/sandbox", "Metadata")
+}
+
+// State of a sandbox as CRI reports it; Unknown marks a record that could not be
+// loaded, kept so kubelet can still stop and remove it.
+type State string
+
+const (
+	StateReady    State = "READY"
+	StateNotReady State = "NOTREADY"
+	StateUnknown  State = "UNKNOWN"
+)
+
+// Metadata is the sandbox's durable description, stored as the containerd container's
+// extension. It does not change after creation.
+type Metadata struct {
+	Format         int                          `json:"format"`
+	ID             string                       `json:"id"`
+	Name           string                       `json:"name"` // the reserved name_namespace_uid_attempt
+	Config         *runtimeapi.PodSandboxConfig `json:"-"`
+	ConfigProto    []byte                       `json:"config"`
+	RuntimeHandler string                       `json:"runtimeHandler"`
+	RuntimeType    string                       `json:"runtimeType"`
+	Image          string                       `json:"image"` // sandbox image ID
+	NetNSPath      string                       `json:"netnsPath,omitempty"`
+	IPs            []string                     `json:"ips,omitempty"`
+	CNIResult      json.RawMessage              `json:"cniResult,omitempty"`
+	Dir            string                       `json:"dir"`               // hostname, hosts, resolv.conf
+	ShmPath        string                       `json:"shmPath,omitempty"` // pod /dev/shm tmpfs
+	CreatedAt      int64                        `json:"createdAt"`         // unix nanoseconds
+}
+
+// Status is the sandbox's mutable state, persisted in its status file.
+type Status struct {
+	State State  `json:"state"`
+	Pid   uint32 `json:"pid,omitempty"`
+	// NetworkDown is set once CNI DEL succeeded (at stop); removal then skips it.
+	NetworkDown bool      `json:"networkDown,omitempty"`
+	ExitedAt    time.Time `json:"exitedAt,omitzero"`
+	Reason      string    `json:"reason,omitempty"` // why the state is Unknown
+}
+
+// Sandbox is one pod sandbox in memory.
+type Sandbox struct {
+	Metadata
+	// mu serializes Stop and Remove of this sandbox.
+	mu sync.Mutex
+
+	statusMu sync.RWMutex
+	status   Status
+	spec     []byte // the infra container's OCI spec (JSON), for verbose status
+}
+
+// Status returns a copy of the current status.
+func (sb *Sandbox) Status() Status {
+	sb.statusMu.RLock()
+	defer sb.statusMu.RUnlock()
+	return sb.status
+}
+
+// Spec is the infra container's OCI spec as JSON.
+func (sb *Sandbox) Spec() []byte {
+	sb.statusMu.RLock()
+	defer sb.statusMu.RUnlock()
+	return sb.spec
+}
+
+// HostNetwork, HostIPC, HostPID: the pod's namespace choices.
+func (sb *Sandbox) HostNetwork() bool {
+	return sb.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
+}
+func (sb *Sandbox) HostIPC() bool {
+	return sb.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetIpc() == runtimeapi.NamespaceMode_NODE
+}
+func (sb *Sandbox) HostPID() bool {
+	return sb.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_NODE
+}
+
+// encode fills ConfigProto from Config before the metadata is stored.
+func (m *Metadata) encode() error {
+	b, err := proto.Marshal(m.Config)
+	if err != nil {
+		return err
+	}
+	m.ConfigProto = b
+	m.Format = metadataFormat
+	return nil
+}
+
+// decode fills Config from ConfigProto after the metadata is loaded.
+func (m *Metadata) decode() error {
+	m.Config = &runtimeapi.PodSandboxConfig{}
+	return proto.Unmarshal(m.ConfigProto, m.Config)
+}

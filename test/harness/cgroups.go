@@ -1,0 +1,52 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// cgroupControllers lists the mounted cgroup hierarchies under /sys/fs/cgroup ("" for
+// a pure cgroup v2 host).
+func cgroupControllers() []string {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return []string{""}
+	}
+	entries, _ := os.ReadDir("/sys/fs/cgroup")
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// newCgroupParent names a cgroup parent for one instance's pods and removes it (and
+// anything left under it) when the test ends.
+func newCgroupParent(t testing.TB, n int) string {
+	parent := fmt.Sprintf("/keelson-test-%d-%d", os.Getpid(), n)
+	t.Cleanup(func() { RemoveCgroup(parent) })
+	return parent
+}
+
+// RemoveCgroup removes a cgroup directory tree, deepest first, in every hierarchy.
+func RemoveCgroup(rel string) {
+	for _, c := range cgroupControllers() {
+		root := filepath.Join("/sys/fs/cgroup", c, rel)
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		sort.Slice(dirs, func(i, j int) bool { return strings.Count(dirs[i], "/") > strings.Count(dirs[j], "/") })
+		for _, d := range dirs {
+			_ = os.Remove(d)
+		}
+	}
+}
