@@ -16,6 +16,7 @@ all: build
 
 build:
 	go build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/agent
+	go build -ldflags "-s -w" -o bin/keelson-logger ./cmd/logger
 
 ## deps: install Debian packages, containerd, runc and the CNI plugins (idempotent; root)
 deps:

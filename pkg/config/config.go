@@ -62,6 +62,8 @@ type Containerd struct {
 type Runtime struct {
 	CgroupDriver   string                    `toml:"cgroup_driver" comment:"cgroup driver reported to kubelet (RuntimeConfig). Only \"cgroupfs\" is supported."`
 	DefaultHandler string                    `toml:"default_handler" comment:"Handler used when a pod names no RuntimeClass handler."`
+	LoggerBinary   string                    `toml:"logger_binary" comment:"keelson-logger, which containerd's shims run to write container logs (so no log line depends on keelson being up). Empty: next to the keelson binary."`
+	PidsLimit      int64                     `toml:"pids_limit" comment:"Process limit for every container; 0: none (kubelet's pod pids limit still applies)."`
 	Handlers       map[string]RuntimeHandler `toml:"handlers" comment:"RuntimeClass handlers by name: [runtime.handlers.<name>]."`
 }
 
@@ -212,6 +214,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Containerd.ConnectTimeout <= 0 || c.Containerd.CallTimeout <= 0 {
 		bad("containerd.connect_timeout and containerd.call_timeout must be positive")
+	}
+	if c.Runtime.LoggerBinary != "" && !filepath.IsAbs(c.Runtime.LoggerBinary) {
+		bad("runtime.logger_binary must be an absolute path, got %q", c.Runtime.LoggerBinary)
+	}
+	if c.Runtime.PidsLimit < 0 {
+		bad("runtime.pids_limit must not be negative")
 	}
 	if c.Runtime.CgroupDriver != "cgroupfs" {
 		bad("runtime.cgroup_driver %q is not supported: use \"cgroupfs\"", c.Runtime.CgroupDriver)

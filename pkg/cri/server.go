@@ -37,6 +37,7 @@ type Server struct {
 	Network        Network
 	Images         ImageService
 	Sandboxes      SandboxService
+	Containers     ContainerService
 	Handlers       []Handler // the default handler first
 	DefaultHandler string
 	Info           func() map[string]string // verbose Status info; may be nil

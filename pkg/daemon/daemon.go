@@ -20,6 +20,7 @@ import (
 
 	"github.com/keelson/keelson/pkg/cni"
 	"github.com/keelson/keelson/pkg/config"
+	"github.com/keelson/keelson/pkg/container"
 	"github.com/keelson/keelson/pkg/cri"
 	"github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/pkg/runtime"
@@ -35,18 +36,19 @@ const maxShimSocketDir = 42
 
 // Daemon is a running keelson.
 type Daemon struct {
-	cfg       config.Config
-	locks     []*os.File
-	sup       *runtime.Supervisor
-	conn      *runtime.Conn
-	network   *cni.Manager
-	images    *images.Service
-	sandboxes *sandbox.Service
-	grpc      *grpc.Server // serves the unix socket
-	tls       *grpc.Server // serves the mutual-TLS TCP listener, if configured
-	listeners []net.Listener
-	serveErr  chan error
-	cancel    context.CancelFunc
+	cfg        config.Config
+	locks      []*os.File
+	sup        *runtime.Supervisor
+	conn       *runtime.Conn
+	network    *cni.Manager
+	images     *images.Service
+	sandboxes  *sandbox.Service
+	containers *container.Service
+	grpc       *grpc.Server // serves the unix socket
+	tls        *grpc.Server // serves the mutual-TLS TCP listener, if configured
+	listeners  []net.Listener
+	serveErr   chan error
+	cancel     context.CancelFunc
 }
 
 // Start brings keelson up in order — locks, containerd, state recovery, CNI, gRPC —
@@ -140,6 +142,23 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	if err := d.sandboxes.Load(ctx); err != nil {
 		return d, err
 	}
+	logger, err := loggerBinary(cfg.Runtime.LoggerBinary)
+	if err != nil {
+		return d, err
+	}
+	d.containers = container.New(conn, d.images, d.sandboxes, container.Options{
+		StateDir:     cfg.StateDir,
+		Snapshotter:  cfg.Containerd.Snapshotter,
+		Handlers:     cfg.Runtime.Handlers,
+		LoggerBinary: logger,
+		LoggerV2:     versionAtLeast(conn.Version(), 2, 2),
+		PidsLimit:    cfg.Runtime.PidsLimit,
+	})
+	d.sandboxes.SetHooks(sandbox.Hooks{StopContainers: d.containers.StopPod, RemoveContainers: d.containers.RemovePod})
+	d.containers.Watch(bg)
+	if err := d.containers.Load(ctx); err != nil {
+		return d, err
+	}
 
 	if err := d.serve(); err != nil {
 		return d, err
@@ -180,6 +199,7 @@ func (d *Daemon) serve() error {
 		Network:        d.network,
 		Images:         d.images,
 		Sandboxes:      d.sandboxes,
+		Containers:     d.containers,
 		DefaultHandler: cfg.Runtime.DefaultHandler,
 		Info:           d.info,
 	}

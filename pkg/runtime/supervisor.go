@@ -1,13 +1,13 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,11 +19,14 @@ import (
 	"github.com/keelson/keelson/pkg/store"
 )
 
-// Supervisor runs containerd as a child of keelson: it writes containerd's config,
-// starts it, restarts it with backoff when it dies, and stops it on shutdown.
+// Supervisor runs containerd for keelson: it writes containerd's config, starts it,
+// restarts it with backoff when it dies, and stops it on shutdown.
 //
 // Stopping containerd never stops containers: their shims are separate processes that
-// outlive containerd, and the next containerd reconnects to them.
+// outlive containerd, and the next containerd reconnects to them. containerd is not
+// tied to keelson's life, though: when keelson crashes, containerd keeps running and
+// the next keelson adopts it. A restarted containerd discards the shims of tasks that
+// exited meanwhile, and with them their exit codes; adopting it keeps them.
 type Supervisor struct {
 	Binary string // containerd binary
 	Dir    string // holds config.toml, containerd.log and containerd.pid
@@ -69,14 +72,17 @@ func (s *Supervisor) Start() error {
 			return err
 		}
 	}
-	if err := store.WriteFileAtomic(s.ConfigPath(), []byte(s.Child.Render(major)), 0o600); err != nil {
+	config := []byte(s.Child.Render(major))
+	previous, _ := os.ReadFile(s.ConfigPath())
+	if err := store.WriteFileAtomic(s.ConfigPath(), config, 0o600); err != nil {
 		return fmt.Errorf("writing containerd config: %w", err)
 	}
-	s.stopLeftover()
 	s.done = make(chan struct{})
-	if err := s.spawn(); err != nil {
-		close(s.done)
-		return err
+	if !s.adopt(previous, config) {
+		if err := s.spawn(); err != nil {
+			close(s.done)
+			return err
+		}
 	}
 	go s.supervise()
 	return nil
@@ -95,37 +101,86 @@ func (s *Supervisor) Pid() int {
 	return s.proc.Pid
 }
 
-// stopLeftover ends a containerd that an earlier keelson started on this same config
-// and that is still running (keelson was killed and the child did not follow yet).
-// Two containerds on one root would fight over its database lock.
-func (s *Supervisor) stopLeftover() {
+// leftover returns the pid of a containerd an earlier keelson started on this config
+// that still runs, or 0.
+func (s *Supervisor) leftover() int {
 	b, err := os.ReadFile(s.pidPath())
 	if err != nil {
-		return
+		return 0
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 1 {
-		return
+		return 0
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmdline), s.ConfigPath()) {
-		return
+	if err != nil || !strings.Contains(string(cmdline), s.ConfigPath()) || !alive(pid) {
+		return 0
 	}
-	klog.InfoS("Stopping containerd left running by an earlier keelson", "pid", pid)
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(stopTimeout)
-	for time.Now().Before(deadline) {
-		if syscall.Kill(pid, 0) != nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
+	return pid
 }
 
-// spawn starts one child. The child gets SIGTERM if keelson dies (Pdeathsig), which
-// fires when the OS thread that forked it exits; so the fork happens on a goroutine
-// locked to its thread that stays alive exactly as long as the child.
+// adopt takes over a containerd left running by an earlier keelson (which crashed)
+// when it runs the same config; one with another config is stopped, since two
+// containerds on one root would fight over its database.
+func (s *Supervisor) adopt(previous, config []byte) bool {
+	pid := s.leftover()
+	if pid == 0 {
+		return false
+	}
+	if !bytes.Equal(previous, config) {
+		klog.InfoS("Stopping the containerd an earlier keelson left running: its config changed", "pid", pid)
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		if !waitGone(pid, stopTimeout) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			waitGone(pid, stopTimeout)
+		}
+		return false
+	}
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		for alive(pid) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if !s.isStopping() {
+			klog.ErrorS(nil, "Adopted containerd exited", "pid", pid, "log", s.LogPath())
+			if s.OnExit != nil {
+				s.OnExit(fmt.Errorf("containerd (pid %d) exited", pid))
+			}
+		}
+		s.mu.Lock()
+		s.proc = nil
+		s.mu.Unlock()
+	}()
+	proc, _ := os.FindProcess(pid)
+	s.mu.Lock()
+	s.proc, s.exited = proc, exited
+	s.mu.Unlock()
+	klog.InfoS("Adopted the containerd an earlier keelson left running", "pid", pid, "config", s.ConfigPath())
+	return true
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+func waitGone(pid int, timeout time.Duration) bool {
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if !alive(pid) {
+			return true
+		}
+	}
+	return false
+}
+
+// spawn starts one child, in its own process group so a Ctrl-C meant for keelson does
+// not reach it: keelson stops it in order.
 func (s *Supervisor) spawn() error {
 	logf, err := os.OpenFile(s.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -134,15 +189,12 @@ func (s *Supervisor) spawn() error {
 	started := make(chan error, 1)
 	exited := make(chan struct{})
 	go func() {
-		runtime.LockOSThread()
-		// The thread is not unlocked: when this goroutine ends it is thrown away,
-		// which is what Pdeathsig needs.
 		defer close(exited)
 		defer logf.Close()
 		cmd := exec.Command(s.Binary, "--config", s.ConfigPath())
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.Env = childEnv(filepath.Dir(s.Binary))
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
 			started <- fmt.Errorf("starting %s: %w", s.Binary, err)
 			return

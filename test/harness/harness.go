@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -52,10 +53,13 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "keelson")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/agent")
-		cmd.Dir = RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building keelson: %v\n%s", err, out)
+		for _, b := range [][2]string{{binPath, "./cmd/agent"}, {filepath.Join(dir, "keelson-logger"), "./cmd/logger"}} {
+			cmd := exec.Command("go", "build", "-o", b[0], b[1])
+			cmd.Dir = RepoRoot()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("building %s: %v\n%s", b[1], err, out)
+				return
+			}
 		}
 	})
 	if buildErr != nil {
@@ -138,7 +142,16 @@ func NewDir(t testing.TB, prefix string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { RemoveAll(t, dir) })
+	t.Cleanup(func() {
+		if os.Getenv("KEELSON_TEST_KEEP") != "" && t.Failed() {
+			t.Logf("kept %s (KEELSON_TEST_KEEP)", dir)
+			for _, m := range MountsUnder(dir) {
+				_ = unix.Unmount(m, unix.MNT_DETACH)
+			}
+			return
+		}
+		RemoveAll(t, dir)
+	})
 	return dir
 }
 
@@ -316,7 +329,9 @@ func (k *Keelson) WaitReady(timeout time.Duration) error {
 }
 
 func (k *Keelson) dial() {
-	conn, err := grpc.NewClient("unix://"+k.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// kubelet accepts responses up to 16 MiB; so does this client.
+	conn, err := grpc.NewClient("unix://"+k.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
 	if err != nil {
 		k.t.Fatal(err)
 	}

@@ -169,23 +169,34 @@ func TestSecondInstanceRefused(t *testing.T) {
 	}
 }
 
-func TestStaleSocketRemoved(t *testing.T) {
+func TestStaleSocketRemovedAndContainerdAdopted(t *testing.T) {
 	harness.RequireRoot(t)
 	k := harness.Prepare(t, harness.Options{})
 	k.Start(harness.Options{})
-	k.Kill() // leaves the socket file behind
-	for _, pid := range k.ContainerdPids() {
-		// The child follows its parent (Pdeathsig); give it a moment.
-		for i := 0; i < 100 && harness.ProcessAlive(pid); i++ {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	before := k.ContainerdPids()
+	k.Kill() // leaves the socket file behind, and containerd running
 	if _, err := os.Stat(k.Socket); err != nil {
 		t.Fatalf("expected a stale socket after kill -9: %v", err)
+	}
+	if len(before) != 1 || !harness.ProcessAlive(before[0]) {
+		t.Fatalf("containerd should outlive a crashed keelson: %v", before)
 	}
 	k.Start(harness.Options{})
 	if _, err := k.Runtime.Version(ctxT(t), &runtimeapi.VersionRequest{}); err != nil {
 		t.Fatalf("restart over a stale socket: %v", err)
+	}
+	if after := k.ContainerdPids(); len(after) != 1 || after[0] != before[0] {
+		t.Errorf("containerd pids %v after restart, want the adopted %v", after, before)
+	}
+	if !strings.Contains(k.Log(), "Adopted the containerd") {
+		t.Errorf("adoption not logged")
+	}
+	// The adopted containerd is still supervised: stopping keelson stops it.
+	if err := k.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if harness.ProcessAlive(before[0]) {
+		t.Errorf("adopted containerd still runs after SIGTERM")
 	}
 }
 
@@ -286,19 +297,15 @@ func TestBadConfigRefused(t *testing.T) {
 		{"tcp without tls", "\n[grpc]\ntcp_address = \"127.0.0.1:0\"\n", "needs mutual TLS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			// ExtraConfig is appended; a second [grpc] table is a TOML error, so
-			// the tcp case rewrites the key inside the existing table.
 			k := harness.Prepare(t, harness.Options{})
 			cfg, err := os.ReadFile(k.Config)
 			if err != nil {
 				t.Fatal(err)
 			}
 			text := string(cfg)
-			if strings.HasPrefix(tc.extra, "\n[grpc]") {
-				text = strings.Replace(text, "[grpc]\n", "[grpc]\n  tcp_address = \"127.0.0.1:0\"\n", 1)
-			} else {
-				text += tc.extra
-			}
+			// Keys go into the generated config's existing tables.
+			table, key, _ := strings.Cut(strings.TrimPrefix(tc.extra, "\n"), "\n")
+			text = strings.Replace(text, table+"\n", table+"\n  "+key, 1)
 			if err := os.WriteFile(k.Config, []byte(text), 0o644); err != nil {
 				t.Fatal(err)
 			}

@@ -1,5 +1,22 @@
 package integration
 
-import "google.golang.org/grpc/status"
+import (
+	"io"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc/status"
+)
 
 func grpcCode(err error) string { return status.Code(err).String() }
+
+func httpGet(url string) (string, error) {
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}

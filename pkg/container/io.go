@@ -1,0 +1,151 @@
+package container
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/crilog"
+)
+
+// containerIO is the stdio keelson itself holds, for containers with a tty or stdin:
+// their output goes through keelson into the CRI log (and to attached clients), and
+// their stdin stays open for attach. Other containers log through keelson-logger,
+// run by the shim, so their logs do not depend on keelson being up.
+type containerIO struct {
+	log    *crilog.Writer // nil without a log path
+	stdin  io.WriteCloser // keelson's end of the container's stdin, nil without stdin
+	stdinR *os.File
+
+	writers []*io.PipeWriter // our ends of the output pipes, closed once the task is gone
+
+	mu       sync.Mutex
+	attached map[int]io.Writer // attach clients' stdout, by id
+	next     int
+	done     sync.WaitGroup
+}
+
+// ioCreator decides a container's stdio for NewTask.
+func (s *Service) ioCreator(c *Container) (cio.Creator, *containerIO, error) {
+	cfg := c.Config
+	if !cfg.GetTty() && !cfg.GetStdin() {
+		if c.LogPath == "" {
+			return cio.NullIO, nil, nil
+		}
+		if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o755); err != nil {
+			return nil, nil, err
+		}
+		u, err := crilog.LoggerURI(s.opts.LoggerBinary, c.LogPath, s.loggerPidPath(c.ID))
+		if err != nil {
+			return nil, nil, err
+		}
+		if !s.opts.LoggerV2 {
+			u.Scheme = "binary" // shims before containerd 2.2 know only this one
+		}
+		return cio.LogURI(u), nil, nil
+	}
+
+	cio0 := &containerIO{attached: map[int]io.Writer{}}
+	if c.LogPath != "" {
+		w, err := crilog.NewWriter(c.LogPath)
+		if err != nil {
+			return nil, nil, err
+		}
+		cio0.log = w
+	}
+	var opts []cio.Opt
+	var stdin io.Reader
+	if cfg.GetStdin() {
+		r, w, err := os.Pipe()
+		if err != nil {
+			cio0.close()
+			return nil, nil, err
+		}
+		cio0.stdin, cio0.stdinR, stdin = w, r, r
+	}
+	stdout := cio0.stream(crilog.Stdout)
+	var stderr io.Writer
+	if !cfg.GetTty() {
+		stderr = cio0.stream(crilog.Stderr)
+	} else {
+		opts = append(opts, cio.WithTerminal)
+	}
+	opts = append(opts, cio.WithStreams(stdin, stdout, stderr), cio.WithFIFODir(s.fifoDir()))
+	return cio.NewCreator(opts...), cio0, nil
+}
+
+// stream returns a writer for one output stream: into the CRI log and to attached
+// clients. Each stream gets its own pipe, so stdout and stderr are never mixed in one
+// unsynchronized writer.
+func (x *containerIO) stream(name string) io.Writer {
+	pr, pw := io.Pipe()
+	x.writers = append(x.writers, pw)
+	x.done.Add(1)
+	go func() {
+		defer x.done.Done()
+		tee := io.TeeReader(pr, writerFunc(x.broadcast))
+		if x.log == nil {
+			_, _ = io.Copy(io.Discard, tee)
+			return
+		}
+		if err := x.log.Copy(name, tee); err != nil {
+			klog.V(2).InfoS("Container log copy ended", "stream", name, "err", err)
+		}
+	}()
+	return pw
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// broadcast copies output to attached clients; a failing client is dropped.
+func (x *containerIO) broadcast(b []byte) (int, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for id, w := range x.attached {
+		if _, err := w.Write(b); err != nil {
+			delete(x.attached, id)
+		}
+	}
+	return len(b), nil
+}
+
+// attach registers w for the container's output until the returned func is called.
+func (x *containerIO) attach(w io.Writer) func() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	id := x.next
+	x.next++
+	x.attached[id] = w
+	return func() {
+		x.mu.Lock()
+		delete(x.attached, id)
+		x.mu.Unlock()
+	}
+}
+
+// close ends keelson's side of the stdio once the task is gone: what is buffered is
+// still written to the log before it closes.
+func (x *containerIO) close() {
+	if x == nil {
+		return
+	}
+	if x.stdin != nil {
+		x.stdin.Close()
+	}
+	if x.stdinR != nil {
+		x.stdinR.Close()
+	}
+	for _, w := range x.writers {
+		w.Close()
+	}
+	x.done.Wait()
+	if x.log != nil {
+		x.log.Close()
+	}
+}

@@ -1,0 +1,209 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	"k8s.io/klog/v2"
+)
+
+// Load rebuilds the container index after a (re)start. It assumes:
+//   - every container has a containerd container labelled io.keelson.kind=container,
+//     whose extension holds its metadata;
+//   - the status file may be missing or stale: the task is the truth about whether it
+//     runs, and an exit that happened while keelson was down is read from the task
+//     (whose shim keeps the exit status until the task is deleted);
+//   - a record that cannot be decoded is kept as UNKNOWN so it can still be removed.
+//
+// Load runs after the sandboxes are loaded.
+func (s *Service) Load(ctx context.Context) error {
+	list, err := s.client.Containers(ctx, fmt.Sprintf("labels.%q==%s", LabelKind, KindContainer))
+	if err != nil {
+		return fmt.Errorf("listing containers: %w", err)
+	}
+	for _, cc := range list {
+		c := s.load(ctx, cc)
+		s.store.Put(c.ID, c)
+		if c.Name != "" {
+			if err := s.names.Reserve(c.Name, c.ID); err != nil {
+				klog.ErrorS(err, "Two containers share a name", "containerID", c.ID)
+			}
+		}
+	}
+	// State dirs of containers that do not exist: a crash between Create's steps.
+	entries, _ := os.ReadDir(filepath.Join(s.opts.StateDir, "containers"))
+	for _, e := range entries {
+		if _, ok := s.store.Get(e.Name()); !ok {
+			_ = os.RemoveAll(filepath.Join(s.opts.StateDir, "containers", e.Name()))
+		}
+	}
+	klog.InfoS("Loaded containers", "count", s.store.Len())
+	return nil
+}
+
+func (s *Service) load(ctx context.Context, cc containerd.Container) *Container {
+	id := cc.ID()
+	c := &Container{exited: make(chan struct{})}
+	unknown := func(reason string) *Container {
+		klog.ErrorS(errors.New(reason), "Container kept in UNKNOWN state", "containerID", id)
+		c.ID = id
+		c.status = Status{State: StateUnknown, Reason: ReasonUnknown, Message: reason}
+		return c
+	}
+	info, err := cc.Info(ctx, containerd.WithoutRefreshedMetadata)
+	if err != nil {
+		return unknown(fmt.Sprintf("reading container record: %v", err))
+	}
+	ext, ok := info.Extensions[ExtensionKey]
+	if !ok {
+		return unknown("no metadata extension")
+	}
+	v, err := typeurl.UnmarshalAny(ext)
+	if err != nil {
+		return unknown(fmt.Sprintf("decoding metadata: %v", err))
+	}
+	md, ok := v.(*Metadata)
+	if !ok {
+		return unknown(fmt.Sprintf("metadata has type %T", v))
+	}
+	if err := md.decode(); err != nil {
+		return unknown(fmt.Sprintf("decoding container config: %v", err))
+	}
+	c.Metadata = *md
+	if info.Spec != nil {
+		c.spec = info.Spec.GetValue()
+	}
+	st := Status{State: StateCreated}
+	if b, err := os.ReadFile(s.statusPath(id)); err == nil {
+		if err := json.Unmarshal(b, &st); err != nil {
+			klog.ErrorS(err, "Status file unreadable; asking the task", "containerID", id)
+		}
+	}
+	task, err := cc.Task(ctx, nil)
+	switch {
+	case err == nil:
+		ts, serr := task.Status(ctx)
+		switch {
+		case serr != nil:
+			st.State, st.Reason, st.Message = StateUnknown, ReasonUnknown, fmt.Sprintf("task status: %v", serr)
+		case ts.Status == containerd.Running || ts.Status == containerd.Paused || ts.Status == containerd.Pausing:
+			st.State, st.Pid = StateRunning, task.Pid()
+			if st.StartedAt == 0 {
+				st.StartedAt = time.Now().UnixNano()
+			}
+		case ts.Status == containerd.Stopped:
+			// Exited while keelson was down: the shim still holds the real status.
+			c.status = st
+			s.recordExit(c, int32(ts.ExitStatus), ts.ExitTime, "")
+			st = c.Status()
+			if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+				klog.ErrorS(err, "Deleting exited task", "containerID", id)
+			}
+		case ts.Status == containerd.Created:
+			// Crashed inside Start: the task exists but never ran.
+			_, _ = task.Delete(ctx, containerd.WithProcessKill)
+			st.State, st.ExitCode, st.Reason, st.Message = StateExited, 128, ReasonStartError, "keelson restarted while the container was starting"
+			st.FinishedAt = time.Now().UnixNano()
+		}
+	case errdefs.IsNotFound(err):
+		if st.State == StateRunning {
+			// The task is gone and its exit status with it.
+			st.State, st.ExitCode, st.Reason = StateExited, 255, ReasonUnknown
+			st.Message = "the container's task disappeared while keelson was down"
+			st.FinishedAt = time.Now().UnixNano()
+		}
+	default:
+		st.State, st.Reason, st.Message = StateUnknown, ReasonUnknown, fmt.Sprintf("loading task: %v", err)
+	}
+	c.status = st
+	if st.State == StateExited {
+		closeOnce(c.exited)
+	}
+	if err := s.persist(c); err != nil {
+		klog.ErrorS(err, "Writing status file", "containerID", id)
+	}
+	return c
+}
+
+// Watch follows task exits and OOM kills until ctx ends; after a reconnect it
+// re-checks running containers.
+func (s *Service) Watch(ctx context.Context) {
+	go s.conn.Subscribe(ctx, func(ev any, env *events.Envelope) {
+		switch e := ev.(type) {
+		case *eventstypes.TaskOOM:
+			if c, ok := s.store.Get(e.ContainerID); ok {
+				c.statusMu.Lock()
+				c.oom = true
+				c.statusMu.Unlock()
+			}
+		case *eventstypes.TaskExit:
+			if e.ID != e.ContainerID {
+				return // an exec process
+			}
+			c, ok := s.store.Get(e.ContainerID)
+			if !ok {
+				return
+			}
+			at := time.Now()
+			if e.ExitedAt != nil {
+				at = e.ExitedAt.AsTime()
+			}
+			s.recordExit(c, int32(e.ExitStatus), at, "")
+			go s.cleanupExited(c)
+		}
+	}, func() { s.recheck(ctx) }, `topic=="/tasks/exit"`, `topic=="/tasks/oom"`)
+}
+
+// cleanupExited deletes an exited container's task (so its shim goes away) outside
+// the event loop; it waits for any Stop or Remove in progress.
+func (s *Service) cleanupExited(c *Container) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	cc, err := s.client.LoadContainer(ctx, c.ID)
+	if err != nil {
+		return
+	}
+	if task, err := cc.Task(ctx, nil); err == nil {
+		s.deleteTask(ctx, c, task)
+	} else if c.io != nil {
+		c.io.close()
+		c.io = nil
+	}
+}
+
+// recheck records exits missed while the event stream was down.
+func (s *Service) recheck(ctx context.Context) {
+	for _, c := range s.store.List() {
+		if c.Status().State != StateRunning {
+			continue
+		}
+		cc, err := s.client.LoadContainer(ctx, c.ID)
+		if err != nil {
+			continue
+		}
+		task, err := cc.Task(ctx, nil)
+		if errdefs.IsNotFound(err) {
+			s.recordExit(c, 255, time.Now(), "the task disappeared")
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if ts, err := task.Status(ctx); err == nil && ts.Status == containerd.Stopped {
+			s.recordExit(c, int32(ts.ExitStatus), ts.ExitTime, "")
+			go s.cleanupExited(c)
+		}
+	}
+}

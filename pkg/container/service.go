@@ -1,0 +1,536 @@
+package container
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	"github.com/moby/sys/signal"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/config"
+	keelsonimages "github.com/keelson/keelson/pkg/images"
+	"github.com/keelson/keelson/pkg/oci"
+	"github.com/keelson/keelson/pkg/runtime"
+	"github.com/keelson/keelson/pkg/sandbox"
+	"github.com/keelson/keelson/pkg/store"
+)
+
+const cleanupTimeout = 2 * time.Minute
+
+// Options configure the container service.
+type Options struct {
+	StateDir     string // status files: <StateDir>/containers/<id>
+	Snapshotter  string
+	Handlers     map[string]config.RuntimeHandler
+	LoggerBinary string // keelson-logger
+	LoggerV2     bool   // the shims understand the binary-v2 log URI scheme
+	PidsLimit    int64
+	// RecursiveReadOnly: the runtime and kernel support recursive read-only mounts.
+	RecursiveReadOnly bool
+}
+
+// Service manages containers.
+type Service struct {
+	conn      *runtime.Conn
+	client    *containerd.Client
+	images    *keelsonimages.Service
+	sandboxes *sandbox.Service
+	opts      Options
+	ownOOM    int
+
+	store      *store.Store[*Container]
+	names      store.Names
+	imageFiles *imageFiles
+}
+
+// New returns the service; Load recovers existing containers.
+func New(conn *runtime.Conn, imgs *keelsonimages.Service, sandboxes *sandbox.Service, opts Options) *Service {
+	s := &Service{
+		conn: conn, client: conn.Client, images: imgs, sandboxes: sandboxes, opts: opts,
+		ownOOM: oci.OwnOOMScoreAdj(), store: store.NewStore[*Container](),
+	}
+	s.imageFiles = newImageFiles(s.client, opts.Snapshotter)
+	return s
+}
+
+func (s *Service) stateDir(id string) string      { return filepath.Join(s.opts.StateDir, "containers", id) }
+func (s *Service) statusPath(id string) string    { return filepath.Join(s.stateDir(id), "status.json") }
+func (s *Service) loggerPidPath(id string) string { return filepath.Join(s.stateDir(id), "logger.pid") }
+func (s *Service) fifoDir() string                { return filepath.Join(s.opts.StateDir, "fifo") }
+
+func newID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// containerName is the unique name kubelet's retries must not duplicate.
+func containerName(cfg *runtimeapi.ContainerConfig, sb *sandbox.Sandbox) string {
+	md, pmd := cfg.GetMetadata(), sb.Config.GetMetadata()
+	return strings.Join([]string{md.GetName(), pmd.GetName(), pmd.GetNamespace(), pmd.GetUid(), fmt.Sprint(md.GetAttempt())}, "_")
+}
+
+// logPath joins the pod's log directory and the container's relative log path,
+// refusing paths that escape the directory.
+func logPath(dir, rel string) (string, error) {
+	if rel == "" || dir == "" {
+		return "", nil
+	}
+	if filepath.IsAbs(rel) || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("log_path %q must be relative to the pod's log directory and stay inside it: %w", rel, errdefs.ErrInvalidArgument)
+	}
+	return filepath.Join(dir, rel), nil
+}
+
+// Create makes a container in a ready sandbox: name reserved, spec built, containerd
+// container with its root filesystem snapshot. The task comes at Start.
+func (s *Service) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.ContainerConfig) (_ string, retErr error) {
+	if cfg.GetMetadata().GetName() == "" {
+		return "", fmt.Errorf("container config metadata.name is empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if cfg.GetImage().GetImage() == "" {
+		return "", fmt.Errorf("container config image is empty: %w", errdefs.ErrInvalidArgument)
+	}
+	sb, err := s.sandboxes.Get(sandboxID)
+	if err != nil {
+		return "", err
+	}
+	sbStatus := sb.Status()
+	if sbStatus.State != sandbox.StateReady {
+		return "", fmt.Errorf("pod sandbox %s is %s, not READY: %w", sb.ID, sbStatus.State, errdefs.ErrFailedPrecondition)
+	}
+	img, err := s.images.Get(cfg.GetImage().GetImage())
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return "", fmt.Errorf("image %q not found: pull it before creating a container: %w", cfg.GetImage().GetImage(), errdefs.ErrNotFound)
+		}
+		return "", err
+	}
+	lp, err := logPath(sb.Config.GetLogDirectory(), cfg.GetLogPath())
+	if err != nil {
+		return "", err
+	}
+	handler, ok := s.opts.Handlers[sb.RuntimeHandler]
+	if !ok {
+		return "", fmt.Errorf("runtime handler %q of pod sandbox %s is no longer configured: %w", sb.RuntimeHandler, sb.ID, errdefs.ErrFailedPrecondition)
+	}
+
+	id := newID()
+	name := containerName(cfg, sb)
+	if err := s.names.Reserve(name, id); err != nil {
+		return "", fmt.Errorf("container %s: %w", name, err)
+	}
+	defer func() {
+		if retErr != nil {
+			s.names.Release(name, id)
+		}
+	}()
+
+	c := &Container{Metadata: Metadata{
+		ID: id, Name: name, SandboxID: sb.ID, Config: cfg,
+		ImageName: cfg.GetImage().GetImage(), ImageID: img.ID, ImageRef: img.ID,
+		LogPath: lp, StopSignal: img.Spec.Config.StopSignal, CreatedAt: nowNano(),
+	}}
+	if len(img.RepoDigests) > 0 {
+		c.ImageRef = img.RepoDigests[0]
+	}
+	// kubelet creates containers by image ID; report the name the user wrote.
+	if u := cfg.GetImage().GetUserSpecifiedImage(); u != "" {
+		c.ImageName = u
+	} else if strings.HasPrefix(c.ImageName, "sha256:") && len(img.RepoTags) > 0 {
+		c.ImageName = img.RepoTags[0]
+	}
+	nsCtx := namespaces.WithNamespace(ctx, s.conn.Namespace)
+	spec, err := oci.ContainerSpec(nsCtx, oci.ContainerInput{
+		ID: id, Config: cfg, SandboxConfig: sb.Config, Image: img.Spec.Config, ImageName: c.ImageName,
+		Sandbox:                    s.sandboxFacts(sb),
+		OwnOOM:                     s.ownOOM,
+		PidsLimit:                  s.opts.PidsLimit,
+		RecursiveReadOnlySupported: s.opts.RecursiveReadOnly,
+		ReadImageFile:              func(p string) ([]byte, error) { return s.imageFiles.read(ctx, img, p) },
+		TargetPID:                  s.targetPID(cfg),
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := c.Metadata.encode(); err != nil {
+		return "", err
+	}
+	specJSON, _ := json.Marshal(spec)
+	c.spec = specJSON
+
+	image := containerd.NewImageWithPlatform(s.client, images.Image{Name: img.ID, Target: img.Target}, platforms.Default())
+	cc, err := s.client.NewContainer(ctx, id,
+		containerd.WithSnapshotter(s.opts.Snapshotter),
+		containerd.WithNewSnapshot(id, image),
+		containerd.WithRuntime(handler.RuntimeType, runtimeOptions(handler)),
+		containerd.WithSpec(spec),
+		containerd.WithContainerLabels(map[string]string{LabelKind: KindContainer, LabelSandbox: sb.ID}),
+		containerd.WithContainerExtension(ExtensionKey, &c.Metadata),
+	)
+	if err != nil {
+		return "", fmt.Errorf("creating container: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+			defer cancel()
+			if err := cc.Delete(cctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+				klog.ErrorS(err, "Undo: deleting container", "containerID", id)
+			}
+			_ = os.RemoveAll(s.stateDir(id))
+		}
+	}()
+	c.status = Status{State: StateCreated}
+	c.exited = make(chan struct{})
+	if err := s.persist(c); err != nil {
+		return "", err
+	}
+	s.store.Put(id, c)
+	klog.V(2).InfoS("Container created", "containerID", id, "name", name, "podSandboxID", sb.ID)
+	return id, nil
+}
+
+func runtimeOptions(h config.RuntimeHandler) any {
+	if h.RuntimeType != config.DefaultRuntimeType {
+		return nil
+	}
+	return &runcoptions.Options{BinaryName: h.BinaryName, Root: h.Root}
+}
+
+// sandboxFacts tells the spec builder about the pod.
+func (s *Service) sandboxFacts(sb *sandbox.Sandbox) oci.SandboxFacts {
+	f := oci.SandboxFacts{
+		ID: sb.ID, Pid: sb.Status().Pid, NetNSPath: sb.NetNSPath,
+		HostNetwork: sb.HostNetwork(), HostIPC: sb.HostIPC(), HostPID: sb.HostPID(),
+		Hostname:     sb.Config.GetHostname(),
+		HostnamePath: filepath.Join(sb.Dir, sandbox.HostnameFile),
+		HostsPath:    filepath.Join(sb.Dir, sandbox.HostsFile),
+		ShmPath:      sb.ShmPath,
+		CgroupParent: sb.Config.GetLinux().GetCgroupParent(),
+	}
+	if _, err := os.Stat(filepath.Join(sb.Dir, sandbox.ResolvConfFile)); err == nil {
+		f.ResolvConfPath = filepath.Join(sb.Dir, sandbox.ResolvConfFile)
+	}
+	return f
+}
+
+// targetPID is the pid of the container a TARGET pid namespace names (0 if none).
+func (s *Service) targetPID(cfg *runtimeapi.ContainerConfig) uint32 {
+	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if ns.GetPid() != runtimeapi.NamespaceMode_TARGET {
+		return 0
+	}
+	c, _, err := s.store.Resolve(ns.GetTargetId())
+	if err != nil {
+		return 0
+	}
+	return c.Status().Pid
+}
+
+// persist writes the status file atomically.
+func (s *Service) persist(c *Container) error {
+	if err := os.MkdirAll(s.stateDir(c.ID), 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(c.Status())
+	if err != nil {
+		return err
+	}
+	return store.WriteFileAtomic(s.statusPath(c.ID), b, 0o600)
+}
+
+func (s *Service) setStatus(c *Container, change func(st *Status)) error {
+	c.statusMu.Lock()
+	change(&c.status)
+	c.statusMu.Unlock()
+	return s.persist(c)
+}
+
+// Get resolves a container by ID or unique ID prefix.
+func (s *Service) Get(id string) (*Container, error) {
+	c, _, err := s.store.Resolve(id)
+	if err != nil {
+		return nil, fmt.Errorf("container %w", err)
+	}
+	return c, nil
+}
+
+// List returns every container.
+func (s *Service) List() []*Container { return s.store.List() }
+
+// Start creates the container's task with its stdio and starts it. A failure leaves
+// the container EXITED with reason StartError, as kubelet expects.
+func (s *Service) Start(ctx context.Context, id string) (retErr error) {
+	c, err := s.Get(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.Status().State; st != StateCreated {
+		return fmt.Errorf("container %s is %s; only a CREATED container can start: %w", c.ID, st, errdefs.ErrFailedPrecondition)
+	}
+	sb, err := s.sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return err
+	}
+	if st := sb.Status().State; st != sandbox.StateReady {
+		return fmt.Errorf("pod sandbox %s of container %s is %s, not READY: %w", sb.ID, c.ID, st, errdefs.ErrFailedPrecondition)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = s.setStatus(c, func(st *Status) {
+				st.State, st.ExitCode, st.Reason, st.Message = StateExited, 128, ReasonStartError, retErr.Error()
+				st.FinishedAt = nowNano()
+			})
+			closeOnce(c.exited)
+		}
+	}()
+	cc, err := s.client.LoadContainer(ctx, c.ID)
+	if err != nil {
+		return fmt.Errorf("loading container %s: %w", c.ID, err)
+	}
+	creator, cio0, err := s.ioCreator(c)
+	if err != nil {
+		return fmt.Errorf("setting up stdio of container %s: %w", c.ID, err)
+	}
+	if err := os.MkdirAll(s.stateDir(c.ID), 0o700); err != nil {
+		cio0.close()
+		return err
+	}
+	task, err := cc.NewTask(ctx, creator)
+	if err != nil {
+		cio0.close()
+		return fmt.Errorf("creating task of container %s: %w", c.ID, err)
+	}
+	c.io = cio0
+	if err := task.Start(ctx); err != nil {
+		dctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		if _, derr := task.Delete(dctx, containerd.WithProcessKill); derr != nil && !errdefs.IsNotFound(derr) {
+			klog.ErrorS(derr, "Undo: deleting task", "containerID", c.ID)
+		}
+		cio0.close()
+		c.io = nil
+		return fmt.Errorf("starting container %s: %w", c.ID, err)
+	}
+	if err := s.setStatus(c, func(st *Status) {
+		st.State, st.Pid, st.StartedAt = StateRunning, task.Pid(), nowNano()
+	}); err != nil {
+		return err
+	}
+	klog.V(2).InfoS("Container started", "containerID", c.ID, "pid", task.Pid())
+	return nil
+}
+
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// Stop sends the stop signal, waits up to timeout, then SIGKILL. Idempotent; unknown
+// IDs and containers that are not running succeed.
+func (s *Service) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	c, err := s.Get(id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return s.stopLocked(ctx, c, timeout)
+}
+
+func (s *Service) stopLocked(ctx context.Context, c *Container, timeout time.Duration) error {
+	st := c.Status()
+	if st.State != StateRunning && st.State != StateUnknown {
+		return nil
+	}
+	cc, err := s.client.LoadContainer(ctx, c.ID)
+	if errdefs.IsNotFound(err) {
+		s.recordExit(c, 255, time.Now(), "container record is gone")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	task, err := cc.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		s.recordExit(c, 255, time.Now(), "task is gone")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("loading task of container %s: %w", c.ID, err)
+	}
+	// Wait before signalling, so the exit cannot be missed.
+	waitCh, err := task.Wait(ctx)
+	if err != nil {
+		return fmt.Errorf("waiting for container %s: %w", c.ID, err)
+	}
+	if timeout > 0 {
+		sig := syscall.SIGTERM
+		if c.StopSignal != "" {
+			if parsed, err := signal.ParseSignal(c.StopSignal); err == nil {
+				sig = parsed
+			}
+		}
+		if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("signalling container %s: %w", c.ID, err)
+		}
+		select {
+		case es := <-waitCh:
+			return s.finishExit(ctx, c, task, es)
+		case <-time.After(timeout):
+			klog.V(2).InfoS("Container did not stop in time; killing it", "containerID", c.ID, "timeout", timeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("killing container %s: %w", c.ID, err)
+	}
+	select {
+	case es := <-waitCh:
+		return s.finishExit(ctx, c, task, es)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// finishExit records an exit seen through Wait and deletes the task.
+func (s *Service) finishExit(ctx context.Context, c *Container, task containerd.Task, es containerd.ExitStatus) error {
+	code, at, err := es.Result()
+	if err != nil {
+		return fmt.Errorf("exit status of container %s: %w", c.ID, err)
+	}
+	s.recordExit(c, int32(code), at, "")
+	s.deleteTask(ctx, c, task)
+	return nil
+}
+
+// recordExit stores an exit once (events and Wait may both report it).
+func (s *Service) recordExit(c *Container, code int32, at time.Time, message string) {
+	c.statusMu.Lock()
+	if c.status.State == StateExited {
+		c.statusMu.Unlock()
+		return
+	}
+	reason := ReasonCompleted
+	switch {
+	case c.oom:
+		reason = ReasonOOMKilled
+	case code != 0:
+		reason = ReasonError
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	c.status.State, c.status.ExitCode, c.status.Reason, c.status.FinishedAt = StateExited, code, reason, at.UnixNano()
+	if message != "" {
+		c.status.Message = message
+	}
+	c.statusMu.Unlock()
+	if err := s.persist(c); err != nil {
+		klog.ErrorS(err, "Persisting container exit", "containerID", c.ID)
+	}
+	closeOnce(c.exited)
+	klog.V(2).InfoS("Container exited", "containerID", c.ID, "exitCode", code, "reason", reason)
+}
+
+// deleteTask removes the exited task (its shim goes away) and keelson's stdio.
+func (s *Service) deleteTask(ctx context.Context, c *Container, task containerd.Task) {
+	if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+		klog.ErrorS(err, "Deleting exited task", "containerID", c.ID)
+	}
+	if c.io != nil {
+		c.io.close()
+		c.io = nil
+	}
+}
+
+// Remove stops the container if needed and deletes its task, containerd container,
+// snapshot and state; the log file stays (kubelet owns it). Unknown IDs succeed.
+func (s *Service) Remove(ctx context.Context, id string) error {
+	c, err := s.Get(id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := s.store.Get(c.ID); !ok {
+		return nil
+	}
+	if err := s.stopLocked(ctx, c, 0); err != nil {
+		return err
+	}
+	cc, err := s.client.LoadContainer(ctx, c.ID)
+	if err == nil {
+		if task, err := cc.Task(ctx, nil); err == nil {
+			s.deleteTask(ctx, c, task)
+		}
+		if err := cc.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("deleting container %s: %w", c.ID, err)
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return fmt.Errorf("loading container %s: %w", c.ID, err)
+	}
+	if c.io != nil {
+		c.io.close()
+		c.io = nil
+	}
+	if err := os.RemoveAll(s.stateDir(c.ID)); err != nil {
+		return err
+	}
+	s.store.Delete(c.ID)
+	s.names.Release(c.Name, c.ID)
+	klog.V(2).InfoS("Container removed", "containerID", c.ID)
+	return nil
+}
+
+// StopPod stops every container of a sandbox (sandbox hook). Containers get no grace
+// period here: kubelet stops them with theirs before it stops the pod.
+func (s *Service) StopPod(ctx context.Context, sandboxID string) error {
+	var errs []error
+	for _, c := range s.store.List() {
+		if c.SandboxID == sandboxID {
+			errs = append(errs, s.Stop(ctx, c.ID, 0))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RemovePod removes every container of a sandbox (sandbox hook).
+func (s *Service) RemovePod(ctx context.Context, sandboxID string) error {
+	var errs []error
+	for _, c := range s.store.List() {
+		if c.SandboxID == sandboxID {
+			errs = append(errs, s.Remove(ctx, c.ID))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,39 @@
+package daemon
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+)
+
+// loggerBinary finds keelson-logger: the configured path, else next to keelson.
+func loggerBinary(configured string) (string, error) {
+	p := configured
+	if p == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return "", err
+		}
+		p = filepath.Join(filepath.Dir(self), "keelson-logger")
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("keelson-logger not found at %s (make build puts it next to keelson; or set runtime.logger_binary): %w", p, err)
+	}
+	return p, nil
+}
+
+var majorMinorRE = regexp.MustCompile(`^v?(\d+)\.(\d+)`)
+
+// versionAtLeast reports whether a version string like "2.4.2+unknown" or
+// "1.6.20~ds1" is at least major.minor.
+func versionAtLeast(v string, major, minor int) bool {
+	m := majorMinorRE.FindStringSubmatch(v)
+	if m == nil {
+		return false
+	}
+	ma, _ := strconv.Atoi(m[1])
+	mi, _ := strconv.Atoi(m[2])
+	return ma > major || (ma == major && mi >= minor)
+}
