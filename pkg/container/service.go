@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/config"
+	"github.com/keelson/keelson/pkg/events"
 	keelsonimages "github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/pkg/oci"
 	"github.com/keelson/keelson/pkg/runtime"
@@ -41,8 +42,11 @@ type Options struct {
 	LoggerBinary string // keelson-logger
 	LoggerV2     bool   // the shims understand the binary-v2 log URI scheme
 	PidsLimit    int64
-	// RecursiveReadOnly: the runtime and kernel support recursive read-only mounts.
-	RecursiveReadOnly bool
+	// RecursiveReadOnly lists the runtime handlers that (with this kernel) support
+	// recursive read-only mounts.
+	RecursiveReadOnly map[string]bool
+	// Events receives lifecycle events (may be nil).
+	Events *events.Broadcaster
 }
 
 // Service manages containers.
@@ -162,7 +166,7 @@ func (s *Service) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 		Sandbox:                    s.sandboxFacts(sb),
 		OwnOOM:                     s.ownOOM,
 		PidsLimit:                  s.opts.PidsLimit,
-		RecursiveReadOnlySupported: s.opts.RecursiveReadOnly,
+		RecursiveReadOnlySupported: s.opts.RecursiveReadOnly[sb.RuntimeHandler],
 		ReadImageFile:              func(p string) ([]byte, error) { return s.imageFiles.read(ctx, img, p) },
 		TargetPID:                  s.targetPID(cfg),
 	})
@@ -203,8 +207,15 @@ func (s *Service) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 		return "", err
 	}
 	s.store.Put(id, c)
+	s.publish(events.Created, c)
 	klog.V(2).InfoS("Container created", "containerID", id, "name", name, "podSandboxID", sb.ID)
 	return id, nil
+}
+
+func (s *Service) publish(t events.Type, c *Container) {
+	if s.opts.Events != nil {
+		s.opts.Events.Publish(events.Event{Type: t, ContainerID: c.ID, SandboxID: c.SandboxID})
+	}
 }
 
 func runtimeOptions(h config.RuntimeHandler) any {
@@ -301,6 +312,7 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 				st.FinishedAt = nowNano()
 			})
 			closeOnce(c.exited)
+			s.publish(events.Stopped, c)
 		}
 	}()
 	cc, err := s.client.LoadContainer(ctx, c.ID)
@@ -336,6 +348,7 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 	}); err != nil {
 		return err
 	}
+	s.publish(events.Started, c)
 	klog.V(2).InfoS("Container started", "containerID", c.ID, "pid", task.Pid())
 	return nil
 }
@@ -456,6 +469,7 @@ func (s *Service) recordExit(c *Container, code int32, at time.Time, message str
 		klog.ErrorS(err, "Persisting container exit", "containerID", c.ID)
 	}
 	closeOnce(c.exited)
+	s.publish(events.Stopped, c)
 	klog.V(2).InfoS("Container exited", "containerID", c.ID, "exitCode", code, "reason", reason)
 }
 
@@ -508,6 +522,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	}
 	s.store.Delete(c.ID)
 	s.names.Release(c.Name, c.ID)
+	s.publish(events.Deleted, c)
 	klog.V(2).InfoS("Container removed", "containerID", c.ID)
 	return nil
 }

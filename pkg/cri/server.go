@@ -7,6 +7,8 @@ package cri
 import (
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/keelson/keelson/pkg/events"
 )
 
 // Health reports whether the runtime backend (containerd) is usable, from memory.
@@ -38,6 +40,7 @@ type Server struct {
 	Images         ImageService
 	Sandboxes      SandboxService
 	Containers     ContainerService
+	Events         *events.Broadcaster
 	Handlers       []Handler // the default handler first
 	DefaultHandler string
 	Info           func() map[string]string // verbose Status info; may be nil

@@ -22,6 +22,7 @@ import (
 	"github.com/keelson/keelson/pkg/config"
 	"github.com/keelson/keelson/pkg/container"
 	"github.com/keelson/keelson/pkg/cri"
+	"github.com/keelson/keelson/pkg/events"
 	"github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/pkg/runtime"
 	"github.com/keelson/keelson/pkg/sandbox"
@@ -49,13 +50,15 @@ type Daemon struct {
 	listeners  []net.Listener
 	serveErr   chan error
 	cancel     context.CancelFunc
+	events     *events.Broadcaster
+	features   map[string]runtime.HandlerFeatures // by runtime handler
 }
 
 // Start brings keelson up in order — locks, containerd, state recovery, CNI, gRPC —
 // and logs one banner line when it serves. On error everything started is stopped.
 func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	bg, cancel := context.WithCancel(context.Background())
-	d = &Daemon{cfg: cfg, cancel: cancel, serveErr: make(chan error, 2)}
+	d = &Daemon{cfg: cfg, cancel: cancel, serveErr: make(chan error, 2), events: &events.Broadcaster{}}
 	defer func() {
 		if retErr != nil {
 			stopCtx, stop := context.WithTimeout(context.Background(), 30*time.Second)
@@ -137,6 +140,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		Snapshotter:    cfg.Containerd.Snapshotter,
 		Handlers:       cfg.Runtime.Handlers,
 		DefaultHandler: cfg.Runtime.DefaultHandler,
+		Events:         d.events,
 	})
 	d.sandboxes.Watch(bg)
 	if err := d.sandboxes.Load(ctx); err != nil {
@@ -146,13 +150,20 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	if err != nil {
 		return d, err
 	}
+	d.features = probeHandlers(cfg)
+	rro := map[string]bool{}
+	for name, f := range d.features {
+		rro[name] = f.RecursiveReadOnlyMounts
+	}
 	d.containers = container.New(conn, d.images, d.sandboxes, container.Options{
-		StateDir:     cfg.StateDir,
-		Snapshotter:  cfg.Containerd.Snapshotter,
-		Handlers:     cfg.Runtime.Handlers,
-		LoggerBinary: logger,
-		LoggerV2:     versionAtLeast(conn.Version(), 2, 2),
-		PidsLimit:    cfg.Runtime.PidsLimit,
+		RecursiveReadOnly: rro,
+		StateDir:          cfg.StateDir,
+		Snapshotter:       cfg.Containerd.Snapshotter,
+		Handlers:          cfg.Runtime.Handlers,
+		LoggerBinary:      logger,
+		LoggerV2:          versionAtLeast(conn.Version(), 2, 2),
+		PidsLimit:         cfg.Runtime.PidsLimit,
+		Events:            d.events,
 	})
 	d.sandboxes.SetHooks(sandbox.Hooks{StopContainers: d.containers.StopPod, RemoveContainers: d.containers.RemovePod})
 	d.containers.Watch(bg)
@@ -200,6 +211,7 @@ func (d *Daemon) serve() error {
 		Images:         d.images,
 		Sandboxes:      d.sandboxes,
 		Containers:     d.containers,
+		Events:         d.events,
 		DefaultHandler: cfg.Runtime.DefaultHandler,
 		Info:           d.info,
 	}
@@ -214,7 +226,7 @@ func (d *Daemon) serve() error {
 		return 0
 	})
 	for _, n := range names {
-		srv.Handlers = append(srv.Handlers, cri.Handler{Name: n})
+		srv.Handlers = append(srv.Handlers, cri.Handler{Name: n, RecursiveReadOnlyMounts: d.features[n].RecursiveReadOnlyMounts})
 	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.GRPC.MaxRecvMessageBytes),

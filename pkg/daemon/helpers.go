@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+
+	"github.com/keelson/keelson/pkg/config"
+	"github.com/keelson/keelson/pkg/runtime"
 )
 
 // loggerBinary finds keelson-logger: the configured path, else next to keelson.
@@ -36,4 +39,15 @@ func versionAtLeast(v string, major, minor int) bool {
 	ma, _ := strconv.Atoi(m[1])
 	mi, _ := strconv.Atoi(m[2])
 	return ma > major || (ma == major && mi >= minor)
+}
+
+// probeHandlers asks each runc-type handler's binary what it supports.
+func probeHandlers(cfg config.Config) map[string]runtime.HandlerFeatures {
+	out := map[string]runtime.HandlerFeatures{}
+	for name, h := range cfg.Runtime.Handlers {
+		if h.RuntimeType == config.DefaultRuntimeType {
+			out[name] = runtime.ProbeHandler(h.BinaryName)
+		}
+	}
+	return out
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/keelson/keelson/pkg/cni"
 	"github.com/keelson/keelson/pkg/config"
+	"github.com/keelson/keelson/pkg/events"
 	keelsonimages "github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/pkg/netns"
 	"github.com/keelson/keelson/pkg/oci"
@@ -42,6 +43,7 @@ type Options struct {
 	Snapshotter    string
 	Handlers       map[string]config.RuntimeHandler
 	DefaultHandler string
+	Events         *events.Broadcaster // lifecycle events (may be nil)
 }
 
 // Hooks let the container service act on a pod's containers without this package
@@ -314,8 +316,16 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		return "", err
 	}
 	s.store.Put(id, sb)
+	s.publish(events.Created, sb)
+	s.publish(events.Started, sb)
 	log.V(2).Info("Pod sandbox running", "ips", sb.IPs, "pid", task.Pid())
 	return id, nil
+}
+
+func (s *Service) publish(t events.Type, sb *Sandbox) {
+	if s.opts.Events != nil {
+		s.opts.Events.Publish(events.Event{Type: t, ContainerID: sb.ID, SandboxID: sb.ID})
+	}
 }
 
 func runtimeOptions(h config.RuntimeHandler) any {
@@ -406,12 +416,19 @@ func (s *Service) stopLocked(ctx context.Context, sb *Sandbox) error {
 			return fmt.Errorf("tearing down network of pod sandbox %s: %w", sb.ID, err)
 		}
 	}
-	return s.setStatus(sb, func(st *Status) {
+	wasReady := sb.Status().State == StateReady
+	if err := s.setStatus(sb, func(st *Status) {
 		st.State, st.NetworkDown = StateNotReady, true
 		if st.ExitedAt.IsZero() {
 			st.ExitedAt = time.Now()
 		}
-	})
+	}); err != nil {
+		return err
+	}
+	if wasReady {
+		s.publish(events.Stopped, sb)
+	}
+	return nil
 }
 
 // stopInfra kills and deletes the infra task, if any.
@@ -475,6 +492,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	}
 	s.store.Delete(sb.ID)
 	s.names.Release(sb.Name, sb.ID)
+	s.publish(events.Deleted, sb)
 	klog.V(2).InfoS("Pod sandbox removed", "podSandboxID", sb.ID)
 	return nil
 }
@@ -486,10 +504,14 @@ func (s *Service) onExit(id string, exitedAt time.Time) {
 	if !ok {
 		return
 	}
+	wasReady := sb.Status().State == StateReady
 	if err := s.setStatus(sb, func(st *Status) {
 		st.State = StateNotReady
 		st.ExitedAt = exitedAt
 	}); err != nil {
 		klog.ErrorS(err, "Recording sandbox exit", "podSandboxID", id)
+	}
+	if wasReady {
+		s.publish(events.Stopped, sb)
 	}
 }

@@ -1,0 +1,45 @@
+package runtime
+
+import (
+	"encoding/json"
+	"os/exec"
+	"slices"
+	"sync"
+
+	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+)
+
+// HandlerFeatures are what one OCI runtime binary (with this kernel) can do.
+type HandlerFeatures struct {
+	RecursiveReadOnlyMounts bool
+}
+
+// ProbeHandler asks an OCI runtime binary for its features (`<binary> features`, the
+// OCI runtime features document). A binary that cannot say reports none.
+func ProbeHandler(binary string) HandlerFeatures {
+	if binary == "" {
+		binary = "runc"
+	}
+	out, err := exec.Command(binary, "features").Output()
+	if err != nil {
+		klog.V(2).InfoS("OCI runtime does not report features", "binary", binary, "err", err)
+		return HandlerFeatures{}
+	}
+	var doc struct {
+		MountOptions []string `json:"mountOptions"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return HandlerFeatures{}
+	}
+	return HandlerFeatures{
+		RecursiveReadOnlyMounts: slices.Contains(doc.MountOptions, "rro") && kernelHasMountSetattr(),
+	}
+}
+
+// kernelHasMountSetattr: recursive read-only mounts need mount_setattr (Linux 5.12).
+var kernelHasMountSetattr = sync.OnceValue(func() bool {
+	// Probing with invalid arguments: ENOSYS means the call does not exist.
+	_, _, errno := unix.Syscall6(unix.SYS_MOUNT_SETATTR, ^uintptr(0), 0, 0, 0, 0, 0)
+	return errno != unix.ENOSYS
+})
