@@ -387,3 +387,34 @@ func TestLeakCheckerSeesARunningPod(t *testing.T) {
 	stopAndRemovePod(t, k, id)
 	k.CheckNoLeaks(t)
 }
+
+// What a RunPodSandbox that died before its containerd record existed leaves behind
+// (netns, CNI attachment with its IP and iptables rules, files) is collected at the
+// next start.
+func TestOrphanedPodNetworkCollectedAtStart(t *testing.T) {
+	k := startWithRegistry(t, reg)
+	cfg := podConfig(k, "orphan")
+	cfg.PortMappings = []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: 38083}}
+	id := runPod(t, k, cfg)
+	k.Kill()
+	// Remove the record behind keelson's back, as if it had never been written.
+	cl := k.ContainerdClient(t)
+	ctx := harness.Ctx(t)
+	c, err := cl.LoadContainer(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task, err := c.Task(ctx, nil); err == nil {
+		if _, err := task.Delete(ctx, containerdProcessKill); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Delete(ctx, containerdSnapshotCleanup); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.Leaks(t)) == 0 {
+		t.Fatal("expected leftovers before the restart")
+	}
+	k.Start(harness.Options{Registry: reg})
+	k.CheckNoLeaks(t)
+}

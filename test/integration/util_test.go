@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"google.golang.org/grpc/status"
 )
 
@@ -20,3 +21,8 @@ func httpGet(url string) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
+
+var (
+	containerdProcessKill     = containerd.WithProcessKill
+	containerdSnapshotCleanup = containerd.WithSnapshotCleanup
+)

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Builds kubelet, kube-apiserver and kubectl (k8s.io/kubernetes at $KUBERNETES_VERSION)
+# and etcd ($ETCD_VERSION) from the Go module proxy into $KEELSON_PREFIX/k8s/bin, for
+# the end-to-end tests. `go install` refuses these modules (their go.mod has replace
+# lines), so each is built from a small consumer module kept under the prefix; with
+# the build cache warm a rerun takes seconds, and a binary already at the pinned
+# version is not rebuilt.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+export PATH=/usr/local/go/bin:$PATH
+export GOFLAGS=${GOFLAGS:--buildvcs=false}
+K8S=$KEELSON_PREFIX/k8s
+BIN=$K8S/bin
+mkdir -p "$BIN"
+log() { printf 'build-k8s: %s\n' "$*" >&2; }
+
+has_mod() {
+  [ -x "$1" ] && go version -m "$1" 2>/dev/null | awk -v m="$2" -v v="$3" \
+    '($1=="mod"||$1=="dep") && $2==m && $3==v {found=1} END {exit !found}'
+}
+
+# --- kubernetes ---------------------------------------------------------------
+need=()
+for c in kubelet kube-apiserver kubectl; do
+  has_mod "$BIN/$c" k8s.io/kubernetes "$KUBERNETES_VERSION" || need+=("$c")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  mod=$K8S/src/kubernetes-$KUBERNETES_VERSION
+  mkdir -p "$mod"
+  if [ ! -f "$mod/go.sum" ]; then
+    log "preparing consumer module for k8s.io/kubernetes $KUBERNETES_VERSION"
+    gomod=$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+    {
+      echo "module keelson.local/k8sbuild"
+      echo
+      echo "go 1.26"
+      echo
+      echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+      echo
+      # Each staging module the kubernetes module points at ./staging is published
+      # on its own at the matching v0 version.
+      grep -E '=> ./staging/src/' "$gomod" | awk -v v="$KUBERNETES_STAGING_VERSION" '{print "replace " $1 " => " $1 " " v}'
+    } > "$mod/go.mod"
+    cat > "$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+)
+GO
+    (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true)
+    (cd "$mod" && GOFLAGS=-mod=mod go list -tags tools -deps ./... >/dev/null)
+  fi
+  for c in "${need[@]}"; do
+    log "building $c $KUBERNETES_VERSION (a cold build takes minutes)"
+    (cd "$mod" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" go build -trimpath -o "$BIN/$c" "k8s.io/kubernetes/cmd/$c")
+  done
+fi
+
+# --- etcd ---------------------------------------------------------------------------
+if ! has_mod "$BIN/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"; then
+  mod=$K8S/src/etcd-$ETCD_VERSION
+  mkdir -p "$mod"
+  cat > "$mod/go.mod" <<EOM
+module keelson.local/etcdbuild
+
+go 1.26
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+EOM
+  cat > "$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import _ "go.etcd.io/etcd/server/v3"
+GO
+  log "building etcd $ETCD_VERSION"
+  (cd "$mod" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true)
+  (cd "$mod" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" go build -trimpath -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
+fi
+log "ok: $(ls "$BIN" | tr '\n' ' ')"
