@@ -25,6 +25,7 @@ import (
 
 	"github.com/keelson/keelson/pkg/config"
 	"github.com/keelson/keelson/pkg/events"
+	"github.com/keelson/keelson/pkg/failpoint"
 	keelsonimages "github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/pkg/oci"
 	"github.com/keelson/keelson/pkg/runtime"
@@ -60,6 +61,7 @@ type Service struct {
 
 	store      *store.Store[*Container]
 	names      store.Names
+	inflight   store.Inflight[string]
 	imageFiles *imageFiles
 }
 
@@ -102,9 +104,25 @@ func logPath(dir, rel string) (string, error) {
 	return filepath.Join(dir, rel), nil
 }
 
+// keepResult is how long the result of a CreateContainer whose client gave up is kept
+// for the client's retry.
+const keepResult = 5 * time.Minute
+
 // Create makes a container in a ready sandbox: name reserved, spec built, containerd
-// container with its root filesystem snapshot. The task comes at Start.
-func (s *Service) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.ContainerConfig) (_ string, retErr error) {
+// container with its root filesystem snapshot. The task comes at Start. When the
+// client's deadline passes first, the work goes on and a retry with the same name
+// gets its result.
+func (s *Service) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.ContainerConfig) (string, error) {
+	sb, err := s.sandboxes.Get(sandboxID)
+	if err != nil {
+		return "", err
+	}
+	return s.inflight.Do(ctx, containerName(cfg, sb), keepResult, func(ctx context.Context) (string, error) {
+		return s.create(ctx, sb.ID, cfg)
+	})
+}
+
+func (s *Service) create(ctx context.Context, sandboxID string, cfg *runtimeapi.ContainerConfig) (_ string, retErr error) {
 	if cfg.GetMetadata().GetName() == "" {
 		return "", fmt.Errorf("container config metadata.name is empty: %w", errdefs.ErrInvalidArgument)
 	}
@@ -145,6 +163,9 @@ func (s *Service) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 			s.names.Release(name, id)
 		}
 	}()
+	if err := failpoint.Hit("container/create/reserved"); err != nil {
+		return "", err
+	}
 
 	c := &Container{Metadata: Metadata{
 		ID: id, Name: name, SandboxID: sb.ID, Config: cfg,
@@ -178,6 +199,9 @@ func (s *Service) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 	}
 	specJSON, _ := json.Marshal(spec)
 	c.spec = specJSON
+	if err := failpoint.Hit("container/create/spec"); err != nil {
+		return "", err
+	}
 
 	image := containerd.NewImageWithPlatform(s.client, images.Image{Name: img.ID, Target: img.Target}, platforms.Default())
 	cc, err := s.client.NewContainer(ctx, id,
@@ -201,12 +225,19 @@ func (s *Service) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 			_ = os.RemoveAll(s.stateDir(id))
 		}
 	}()
+	if err := failpoint.Hit("container/create/container"); err != nil {
+		return "", err
+	}
 	c.status = Status{State: StateCreated}
 	c.exited = make(chan struct{})
 	if err := s.persist(c); err != nil {
 		return "", err
 	}
 	s.store.Put(id, c)
+	if err := failpoint.Hit("container/create/done"); err != nil {
+		s.store.Delete(id)
+		return "", err
+	}
 	s.publish(events.Created, c)
 	klog.V(2).InfoS("Container created", "containerID", id, "name", name, "podSandboxID", sb.ID)
 	return id, nil
@@ -327,13 +358,20 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 		cio0.close()
 		return err
 	}
+	if err := failpoint.Hit("container/start/io"); err != nil {
+		cio0.close()
+		return err
+	}
 	task, err := cc.NewTask(ctx, creator)
 	if err != nil {
 		cio0.close()
 		return fmt.Errorf("creating task of container %s: %w", c.ID, err)
 	}
 	c.io = cio0
-	if err := task.Start(ctx); err != nil {
+	defer func() {
+		if retErr == nil {
+			return
+		}
 		dctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
 		if _, derr := task.Delete(dctx, containerd.WithProcessKill); derr != nil && !errdefs.IsNotFound(derr) {
@@ -341,7 +379,15 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 		}
 		cio0.close()
 		c.io = nil
+	}()
+	if err := failpoint.Hit("container/start/task"); err != nil {
+		return err
+	}
+	if err := task.Start(ctx); err != nil {
 		return fmt.Errorf("starting container %s: %w", c.ID, err)
+	}
+	if err := failpoint.Hit("container/start/started"); err != nil {
+		return err
 	}
 	if err := s.setStatus(c, func(st *Status) {
 		st.State, st.Pid, st.StartedAt = StateRunning, task.Pid(), nowNano()

@@ -25,6 +25,7 @@ import (
 	"github.com/keelson/keelson/pkg/cni"
 	"github.com/keelson/keelson/pkg/config"
 	"github.com/keelson/keelson/pkg/events"
+	"github.com/keelson/keelson/pkg/failpoint"
 	keelsonimages "github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/pkg/netns"
 	"github.com/keelson/keelson/pkg/oci"
@@ -64,9 +65,10 @@ type Service struct {
 	opts    Options
 	ownOOM  int
 
-	store *store.Store[*Sandbox]
-	names store.Names
-	hooks Hooks
+	store    *store.Store[*Sandbox]
+	names    store.Names
+	inflight store.Inflight[string]
+	hooks    Hooks
 }
 
 // New returns the service; Load recovers existing sandboxes.
@@ -147,12 +149,25 @@ func (u undo) run(id string) error {
 	return errors.Join(errs...)
 }
 
-// Run creates and starts a sandbox and returns its ID. Every step is undone if a later
-// one fails; if an undo fails, the sandbox is kept NOTREADY for Stop/Remove to finish.
-func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handlerName string) (_ string, retErr error) {
+// keepResult is how long the result of a RunPodSandbox whose client gave up is kept
+// for the client's retry.
+const keepResult = 5 * time.Minute
+
+// Run creates and starts a sandbox and returns its ID. When the client's deadline
+// passes first, the work goes on and a retry with the same pod gets its result (not
+// "name is reserved").
+func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handlerName string) (string, error) {
 	if err := validate(cfg); err != nil {
 		return "", err
 	}
+	return s.inflight.Do(ctx, podName(cfg.GetMetadata()), keepResult, func(ctx context.Context) (string, error) {
+		return s.run(ctx, cfg, handlerName)
+	})
+}
+
+// run does Run's work. Every step is undone if a later one fails; if an undo fails,
+// the sandbox is kept NOTREADY for Stop/Remove to finish.
+func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handlerName string) (_ string, retErr error) {
 	if handlerName == "" {
 		handlerName = s.opts.DefaultHandler
 	}
@@ -165,6 +180,10 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	name := podName(md)
 	if err := s.names.Reserve(name, id); err != nil {
 		return "", fmt.Errorf("pod sandbox %s: %w", name, err)
+	}
+	if err := failpoint.Hit("sandbox/run/reserved"); err != nil {
+		s.names.Release(name, id)
+		return "", err
 	}
 	sb := &Sandbox{Metadata: Metadata{
 		ID: id, Name: name, Config: cfg, RuntimeHandler: handlerName, RuntimeType: handler.RuntimeType,
@@ -220,7 +239,14 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 			netDone <- netResult{err: fmt.Errorf("creating network namespace: %w", err)}
 			return
 		}
+		if err := failpoint.Hit("sandbox/run/netns"); err != nil {
+			netDone <- netResult{err: err}
+			return
+		}
 		res, err := s.network.Attach(ctx, s.cniPod(sb))
+		if err == nil {
+			err = failpoint.Hit("sandbox/run/cni")
+		}
 		netDone <- netResult{res, err}
 	}()
 	waitNet := func() (*cni.Result, error) {
@@ -230,6 +256,9 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	}
 
 	img, err := s.images.EnsureSandboxImage(ctx)
+	if err == nil {
+		err = failpoint.Hit("sandbox/run/image")
+	}
 	if err != nil {
 		waitNet()
 		return "", err
@@ -257,6 +286,10 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 			return "", err
 		}
 	}
+	if err := failpoint.Hit("sandbox/run/shm"); err != nil {
+		waitNet()
+		return "", err
+	}
 
 	res, err := waitNet()
 	if err != nil {
@@ -267,6 +300,9 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	}
 	if err := writeFiles(sb.Dir, cfg, hostNet, sb.IPs); err != nil {
 		return "", fmt.Errorf("writing sandbox files: %w", err)
+	}
+	if err := failpoint.Hit("sandbox/run/files"); err != nil {
+		return "", err
 	}
 	if err := sb.Metadata.encode(); err != nil {
 		return "", err
@@ -296,6 +332,9 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		}
 		return err
 	})
+	if err := failpoint.Hit("sandbox/run/container"); err != nil {
+		return "", err
+	}
 
 	task, err := container.NewTask(ctx, cio.NullIO)
 	if err != nil {
@@ -308,14 +347,24 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		}
 		return err
 	})
+	if err := failpoint.Hit("sandbox/run/task"); err != nil {
+		return "", err
+	}
 	if err := task.Start(ctx); err != nil {
 		return "", fmt.Errorf("starting infra task: %w", err)
+	}
+	if err := failpoint.Hit("sandbox/run/started"); err != nil {
+		return "", err
 	}
 	sb.status = Status{State: StateReady, Pid: task.Pid()}
 	if err := s.persist(sb); err != nil {
 		return "", err
 	}
 	s.store.Put(id, sb)
+	if err := failpoint.Hit("sandbox/run/done"); err != nil {
+		s.store.Delete(id)
+		return "", err
+	}
 	s.publish(events.Created, sb)
 	s.publish(events.Started, sb)
 	log.V(2).Info("Pod sandbox running", "ips", sb.IPs, "pid", task.Pid())
@@ -403,7 +452,13 @@ func (s *Service) stopLocked(ctx context.Context, sb *Sandbox) error {
 			return fmt.Errorf("stopping containers of pod sandbox %s: %w", sb.ID, err)
 		}
 	}
+	if err := failpoint.Hit("sandbox/stop/containers"); err != nil {
+		return err
+	}
 	if err := s.stopInfra(ctx, sb); err != nil {
+		return err
+	}
+	if err := failpoint.Hit("sandbox/stop/infra"); err != nil {
 		return err
 	}
 	if sb.ShmPath != "" {
@@ -415,6 +470,9 @@ func (s *Service) stopLocked(ctx context.Context, sb *Sandbox) error {
 		if err := s.network.Detach(ctx, s.cniPod(sb)); err != nil {
 			return fmt.Errorf("tearing down network of pod sandbox %s: %w", sb.ID, err)
 		}
+	}
+	if err := failpoint.Hit("sandbox/stop/network"); err != nil {
+		return err
 	}
 	wasReady := sb.Status().State == StateReady
 	if err := s.setStatus(sb, func(st *Status) {
@@ -471,18 +529,30 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	if err := s.stopLocked(ctx, sb); err != nil {
 		return err
 	}
+	if err := failpoint.Hit("sandbox/remove/stopped"); err != nil {
+		return err
+	}
 	if s.hooks.RemoveContainers != nil {
 		if err := s.hooks.RemoveContainers(ctx, sb.ID); err != nil {
 			return fmt.Errorf("removing containers of pod sandbox %s: %w", sb.ID, err)
 		}
+	}
+	if err := failpoint.Hit("sandbox/remove/containers"); err != nil {
+		return err
 	}
 	if sb.NetNSPath != "" {
 		if err := netns.Remove(sb.NetNSPath); err != nil {
 			return err
 		}
 	}
+	if err := failpoint.Hit("sandbox/remove/netns"); err != nil {
+		return err
+	}
 	if err := s.client.ContainerService().Delete(ctx, sb.ID); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("deleting infra container %s: %w", sb.ID, err)
+	}
+	if err := failpoint.Hit("sandbox/remove/container"); err != nil {
+		return err
 	}
 	if err := s.client.SnapshotService(s.opts.Snapshotter).Remove(ctx, sb.ID); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("removing infra snapshot %s: %w", sb.ID, err)

@@ -101,6 +101,8 @@ type Options struct {
 	ExtraCNIBinDir string
 	// Args are extra command-line flags.
 	Args []string
+	// Env is added to keelson's environment (e.g. KEELSON_FAILPOINTS=...).
+	Env []string
 }
 
 // Keelson is one running instance.
@@ -288,6 +290,7 @@ func (k *Keelson) StartNoWait(opts Options) error {
 	args := append([]string{"--config", k.Config}, opts.Args...)
 	k.Cmd = exec.Command(Binary(k.t), args...)
 	k.Cmd.Stdout, k.Cmd.Stderr = logf, logf
+	k.Cmd.Env = append(os.Environ(), opts.Env...)
 	k.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := k.Cmd.Start(); err != nil {
 		logf.Close()
