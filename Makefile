@@ -10,7 +10,7 @@ SOCKET ?= /run/keelson/keelson.sock
 # Integration tests share 2 cores with containerd and runc; one package at a time.
 TEST_FLAGS ?= -count=1 -p 1 -timeout 80m
 
-.PHONY: all build deps run test unit integration vet fmt clean
+.PHONY: all build deps k8s run test unit integration e2e vet fmt clean
 
 all: build
 
@@ -31,7 +31,11 @@ run: deps build
 	exec ./$(BIN) --socket $(SOCKET)
 
 ## test: everything, exactly as CI runs it (root)
-test: deps vet unit integration
+test: deps k8s vet unit integration e2e
+
+## k8s: kubelet, kube-apiserver, kubectl and etcd for the e2e tests (cached under the prefix)
+k8s:
+	bash hack/build-k8s.sh
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -39,10 +43,14 @@ vet:
 	go vet ./...
 
 unit:
-	go test $(TEST_FLAGS) ./pkg/... ./cmd/... ./test/images/...
+	go test $(TEST_FLAGS) ./pkg/... ./cmd/... ./test/images/... ./test/registry/...
 
 integration:
 	go test $(TEST_FLAGS) ./test/integration/...
+
+## e2e: keelson under a real kubelet, standalone and with a one-node control plane
+e2e:
+	go test $(TEST_FLAGS) -v ./test/e2e/... 2>&1 | grep -E '^(=== RUN|--- |    --- |ok|FAIL|PASS|e2e:)|_test.go:'; exit $${PIPESTATUS[0]}
 
 clean:
 	rm -rf bin

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,7 @@ type Config struct {
 	Runtime    Runtime    `toml:"runtime" comment:"OCI runtimes (RuntimeClass handlers) and cgroups."`
 	CNI        CNI        `toml:"cni" comment:"Pod networking through CNI plugins."`
 	Images     Images     `toml:"images" comment:"Image pulls and the sandbox (pause) image."`
+	Streaming  Streaming  `toml:"streaming" comment:"The HTTP server behind Exec, Attach and PortForward: those RPCs return a URL on it (with a single-use token valid for a minute) that kubelet or crictl connect to over SPDY or WebSocket."`
 }
 
 // GRPC configures the CRI listeners.
@@ -90,6 +92,16 @@ type Images struct {
 	MaxConcurrentDownloads int      `toml:"max_concurrent_downloads" comment:"Layer downloads run at once across all pulls."`
 }
 
+// Streaming configures the streaming (exec, attach, port-forward) server.
+type Streaming struct {
+	Address               string   `toml:"address" comment:"IP address to listen on. 0.0.0.0 or :: listen on every interface (URLs then name the loopback address: kubelet connects from this node). Anyone who can reach the port and learns a URL's token can use that one session."`
+	Port                  int      `toml:"port" comment:"TCP port to listen on; 0: a free port chosen at start."`
+	TLSCertFile           string   `toml:"tls_cert_file" comment:"Server certificate (PEM) to serve HTTPS instead of HTTP; needs tls_key_file. Empty: plain HTTP."`
+	TLSKeyFile            string   `toml:"tls_key_file" comment:"Server private key (PEM) for tls_cert_file."`
+	IdleTimeout           Duration `toml:"idle_timeout" comment:"A session whose streams carry nothing for this long is closed."`
+	StreamCreationTimeout Duration `toml:"stream_creation_timeout" comment:"How long a SPDY client may take to open a session's streams after connecting."`
+}
+
 // Default returns the configuration used for every key the file does not set.
 func Default() Config {
 	return Config{
@@ -126,6 +138,12 @@ func Default() Config {
 			RegistryConfigDir:      "/etc/keelson/certs.d",
 			PullProgressTimeout:    Duration(5 * time.Minute),
 			MaxConcurrentDownloads: 3,
+		},
+		Streaming: Streaming{
+			Address:     "127.0.0.1",
+			IdleTimeout: Duration(4 * time.Hour),
+			// k8s.io/cri-streaming's DefaultStreamCreationTimeout.
+			StreamCreationTimeout: Duration(30 * time.Second),
 		},
 	}
 }
@@ -254,6 +272,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Images.MaxConcurrentDownloads <= 0 {
 		bad("images.max_concurrent_downloads must be positive")
+	}
+	if net.ParseIP(c.Streaming.Address) == nil {
+		bad("streaming.address must be an IP address (0.0.0.0 or :: for every interface), got %q", c.Streaming.Address)
+	}
+	if c.Streaming.Port < 0 || c.Streaming.Port > 65535 {
+		bad("streaming.port must be between 0 and 65535, got %d", c.Streaming.Port)
+	}
+	if (c.Streaming.TLSCertFile == "") != (c.Streaming.TLSKeyFile == "") {
+		bad("streaming.tls_cert_file and streaming.tls_key_file must be set together")
+	}
+	if c.Streaming.IdleTimeout <= 0 || c.Streaming.StreamCreationTimeout <= 0 {
+		bad("streaming.idle_timeout and streaming.stream_creation_timeout must be positive")
 	}
 	return errors.Join(errs...)
 }

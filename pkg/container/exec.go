@@ -90,7 +90,8 @@ func (s *Service) Exec(ctx context.Context, id string, o ExecOptions) (int32, er
 		}
 		return 0, err
 	}
-	opts := []cio.Opt{cio.WithStreams(o.Stdin, o.Stdout, o.Stderr), cio.WithFIFODir(s.fifoDir())}
+	stdin, stdinEOF := watchEOF(o.Stdin)
+	opts := []cio.Opt{cio.WithStreams(stdin, o.Stdout, o.Stderr), cio.WithFIFODir(s.fifoDir())}
 	if o.Tty {
 		opts = append(opts, cio.WithTerminal)
 	}
@@ -114,9 +115,12 @@ func (s *Service) Exec(ctx context.Context, id string, o ExecOptions) (int32, er
 	if err != nil {
 		return 0, err
 	}
-	if err := process.Start(ctx); err != nil {
+	// Not cut short by ctx: a start cancelled mid-call may leave the process running
+	// with no pid known here, which the deferred kill-and-delete would then skip.
+	if err := process.Start(context.WithoutCancel(ctx)); err != nil {
 		return 0, fmt.Errorf("starting exec in container %s: %w", c.ID, err)
 	}
+	defer closeStdinAtEOF(process, stdinEOF)()
 	if o.Resize != nil {
 		go func() {
 			for sz := range o.Resize {

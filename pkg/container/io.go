@@ -24,9 +24,17 @@ type containerIO struct {
 	writers []*io.PipeWriter // our ends of the output pipes, closed once the task is gone
 
 	mu       sync.Mutex
-	attached map[int]io.Writer // attach clients' stdout, by id
+	attached map[int]attachment // attach clients, by id
 	next     int
 	done     sync.WaitGroup
+
+	stdinOnce sync.Once
+	closed    chan struct{} // closed once close has finished
+}
+
+// attachment is one attach client's output writers (nil: not wanted).
+type attachment struct {
+	stdout, stderr io.Writer
 }
 
 // ioCreator decides a container's stdio for NewTask.
@@ -49,7 +57,7 @@ func (s *Service) ioCreator(c *Container) (cio.Creator, *containerIO, error) {
 		return cio.LogURI(u), nil, nil
 	}
 
-	cio0 := &containerIO{attached: map[int]io.Writer{}}
+	cio0 := &containerIO{attached: map[int]attachment{}, closed: make(chan struct{})}
 	if c.LogPath != "" {
 		w, err := crilog.NewWriter(c.LogPath)
 		if err != nil {
@@ -87,7 +95,7 @@ func (x *containerIO) stream(name string) io.Writer {
 	x.done.Add(1)
 	go func() {
 		defer x.done.Done()
-		tee := io.TeeReader(pr, writerFunc(x.broadcast))
+		tee := io.TeeReader(pr, writerFunc(func(b []byte) (int, error) { return x.broadcast(name, b) }))
 		if x.log == nil {
 			_, _ = io.Copy(io.Discard, tee)
 			return
@@ -103,11 +111,19 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
-// broadcast copies output to attached clients; a failing client is dropped.
-func (x *containerIO) broadcast(b []byte) (int, error) {
+// broadcast copies one stream's output to attached clients; a failing client is
+// dropped. Writers must not block (attach queues what it gets).
+func (x *containerIO) broadcast(stream string, b []byte) (int, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for id, w := range x.attached {
+	for id, a := range x.attached {
+		w := a.stdout
+		if stream == crilog.Stderr {
+			w = a.stderr
+		}
+		if w == nil {
+			continue
+		}
 		if _, err := w.Write(b); err != nil {
 			delete(x.attached, id)
 		}
@@ -115,18 +131,29 @@ func (x *containerIO) broadcast(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// attach registers w for the container's output until the returned func is called.
-func (x *containerIO) attach(w io.Writer) func() {
+// attach registers writers for the container's stdout and stderr (either may be
+// nil) until the returned func is called. A tty container has stdout only.
+func (x *containerIO) attach(stdout, stderr io.Writer) func() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	id := x.next
 	x.next++
-	x.attached[id] = w
+	x.attached[id] = attachment{stdout: stdout, stderr: stderr}
 	return func() {
 		x.mu.Lock()
 		delete(x.attached, id)
 		x.mu.Unlock()
 	}
+}
+
+// closeStdin closes keelson's end of the container's stdin (stdin_once after the
+// first attach): the container reads EOF once what was written is consumed.
+func (x *containerIO) closeStdin() {
+	x.stdinOnce.Do(func() {
+		if x.stdin != nil {
+			x.stdin.Close()
+		}
+	})
 }
 
 // close ends keelson's side of the stdio once the task is gone: what is buffered is
@@ -135,9 +162,7 @@ func (x *containerIO) close() {
 	if x == nil {
 		return
 	}
-	if x.stdin != nil {
-		x.stdin.Close()
-	}
+	x.closeStdin()
 	if x.stdinR != nil {
 		x.stdinR.Close()
 	}
@@ -147,5 +172,8 @@ func (x *containerIO) close() {
 	x.done.Wait()
 	if x.log != nil {
 		x.log.Close()
+	}
+	if x.closed != nil {
+		closeOnce(x.closed)
 	}
 }

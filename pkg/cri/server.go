@@ -40,10 +40,12 @@ type Server struct {
 	Images         ImageService
 	Sandboxes      SandboxService
 	Containers     ContainerService
+	Stats          StatsService // stats RPCs; nil answers Unimplemented
 	Events         *events.Broadcaster
 	Handlers       []Handler // the default handler first
 	DefaultHandler string
 	Info           func() map[string]string // verbose Status info; may be nil
+	Streaming      StreamingService         // Exec/Attach/PortForward URLs; nil answers Unavailable
 }
 
 // Register adds both CRI services to g.

@@ -26,6 +26,8 @@ import (
 	"github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/pkg/runtime"
 	"github.com/keelson/keelson/pkg/sandbox"
+	"github.com/keelson/keelson/pkg/stats"
+	"github.com/keelson/keelson/pkg/streaming"
 	"github.com/keelson/keelson/pkg/version"
 )
 
@@ -45,6 +47,8 @@ type Daemon struct {
 	images     *images.Service
 	sandboxes  *sandbox.Service
 	containers *container.Service
+	stats      *stats.Collector
+	streaming  *streaming.Server
 	grpc       *grpc.Server // serves the unix socket
 	tls        *grpc.Server // serves the mutual-TLS TCP listener, if configured
 	listeners  []net.Listener
@@ -170,6 +174,30 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	if err := d.containers.Load(ctx); err != nil {
 		return d, err
 	}
+	d.stats = stats.New(conn.Client, stats.Options{Snapshotter: cfg.Containerd.Snapshotter},
+		stats.Sources{Containers: d.containers.List, Sandboxes: d.sandboxes.List})
+	d.stats.Start(bg)
+
+	d.streaming, err = streaming.New(streaming.Config{
+		Address:               cfg.Streaming.Address,
+		Port:                  cfg.Streaming.Port,
+		TLSCertFile:           cfg.Streaming.TLSCertFile,
+		TLSKeyFile:            cfg.Streaming.TLSKeyFile,
+		IdleTimeout:           cfg.Streaming.IdleTimeout.D(),
+		StreamCreationTimeout: cfg.Streaming.StreamCreationTimeout.D(),
+	}, d.containers, d.sandboxes)
+	if err != nil {
+		return d, err
+	}
+	go func() {
+		if err := d.streaming.Serve(); err != nil {
+			select {
+			case d.serveErr <- fmt.Errorf("streaming server: %w", err):
+			default:
+			}
+		}
+	}()
+	klog.InfoS("Streaming server listening", "url", d.streaming.URL())
 
 	if err := d.serve(); err != nil {
 		return d, err
@@ -211,9 +239,11 @@ func (d *Daemon) serve() error {
 		Images:         d.images,
 		Sandboxes:      d.sandboxes,
 		Containers:     d.containers,
+		Stats:          d.stats,
 		Events:         d.events,
 		DefaultHandler: cfg.Runtime.DefaultHandler,
 		Info:           d.info,
+		Streaming:      d.streaming,
 	}
 	names := cfg.HandlerNames()
 	slices.SortStableFunc(names, func(a, b string) int { // default first
@@ -304,6 +334,12 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 			g.Stop()
 		}
 		grace.Stop()
+	}
+	if d.streaming != nil {
+		// Sessions end (their exec processes are killed) while containerd is still up.
+		if err := d.streaming.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, l := range d.listeners {
 		_ = l.Close()

@@ -9,9 +9,9 @@ import (
 	"testing"
 )
 
-// cgroupControllers lists the mounted cgroup hierarchies under /sys/fs/cgroup ("" for
+// CgroupControllers lists the mounted cgroup hierarchies under /sys/fs/cgroup ("" for
 // a pure cgroup v2 host).
-func cgroupControllers() []string {
+func CgroupControllers() []string {
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		return []string{""}
 	}
@@ -35,7 +35,7 @@ func newCgroupParent(t testing.TB, n int) string {
 
 // RemoveCgroup removes a cgroup directory tree, deepest first, in every hierarchy.
 func RemoveCgroup(rel string) {
-	for _, c := range cgroupControllers() {
+	for _, c := range CgroupControllers() {
 		root := filepath.Join("/sys/fs/cgroup", c, rel)
 		var dirs []string
 		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {

@@ -177,9 +177,11 @@ func Prepare(t testing.TB, opts Options) *Keelson {
 		CertsDir: filepath.Join(dir, "certs.d"),
 		// Unique per process and instance, so parallel runs never share a bridge.
 		Bridge: fmt.Sprintf("kt%d-%d", os.Getpid()%100000, n),
-		Subnet: fmt.Sprintf("10.%d.%d.0/24", 200+(os.Getpid()%50), n%250),
+		Subnet: freeSubnet(t),
 	}
 	k.CgroupParent = newCgroupParent(t, n)
+	// The bridge plugin never deletes its bridge; the test does.
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "delete", k.Bridge).Run() })
 	if err := os.MkdirAll(k.CNIDir, 0o755); err != nil {
 		t.Fatal(err)
 	}

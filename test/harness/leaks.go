@@ -95,7 +95,7 @@ func (k *Keelson) Leaks(t testing.TB) []string {
 		}
 	}
 	if k.CgroupParent != "" {
-		for _, c := range cgroupControllers() {
+		for _, c := range CgroupControllers() {
 			dir := filepath.Join("/sys/fs/cgroup", c, k.CgroupParent)
 			entries, _ := os.ReadDir(dir)
 			for _, e := range entries {

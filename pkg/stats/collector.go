@@ -1,0 +1,568 @@
+package stats
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/api/types"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/container"
+	"github.com/keelson/keelson/pkg/sandbox"
+)
+
+// Defaults: kubelet asks for stats every 10s; writable layers are walked less often.
+const (
+	DefaultInterval   = 10 * time.Second
+	DefaultFsInterval = 60 * time.Second
+	// EnvInterval, when set (a Go duration), replaces DefaultInterval; tests use it.
+	EnvInterval = "KEELSON_STATS_INTERVAL"
+)
+
+const (
+	// callTimeout bounds one containerd call of the collector.
+	callTimeout = 30 * time.Second
+	// missedLimit: a task absent from this many samples in a row is dropped even if
+	// its container still says it runs.
+	missedLimit = 3
+)
+
+// Options configure the collector; zero values take the defaults.
+type Options struct {
+	// Interval between samples of all tasks. Zero: $KEELSON_STATS_INTERVAL, else 10s.
+	Interval time.Duration
+	// FsInterval between measurements of a writable layer. Zero: six Intervals.
+	FsInterval time.Duration
+	// Snapshotter holds the containers' writable layers (snapshot key = container ID).
+	Snapshotter string
+}
+
+// Sources tell the collector what exists: pkg/container's and pkg/sandbox's List.
+type Sources struct {
+	Containers func() []*container.Container
+	Sandboxes  func() []*sandbox.Sandbox
+}
+
+// target is one task the collector may sample: a container or a pod's infra task.
+type target struct {
+	id        string
+	sandboxID string // the pod; equal to id for an infra task
+	pod       bool
+	running   bool   // container RUNNING, sandbox READY
+	pid       uint32 // infra task's pid (pods)
+	netns     bool   // the pod has its own network namespace
+}
+
+// Collector samples all tasks periodically and answers from its cache.
+type Collector struct {
+	opts Options
+
+	// The edges, replaceable in tests.
+	list     func() []target
+	fetch    func(ctx context.Context, filters []string) ([]*types.Metric, error)
+	usage    func(ctx context.Context, key string) (snapshots.Usage, error)
+	fsRoot   func(ctx context.Context) string
+	procRoot string
+
+	sampleMu sync.Mutex // one task sample at a time
+	fsMu     sync.Mutex // one round of writable-layer measurements at a time
+
+	mu         sync.RWMutex
+	mountpoint string
+	tasks      map[string]*taskEntry
+	fs         map[string]Filesystem
+	pods       map[string]*podEntry
+	tried      map[string]time.Time // last on-demand sample per ID
+}
+
+type taskEntry struct {
+	sandboxID string
+	last      taskSample
+	cpuRate   rate
+	missed    int
+}
+
+type podEntry struct {
+	stats   PodStats
+	cpuRate rate
+	// retired holds the cumulative counters of the pod's tasks that are gone, so the
+	// pod's totals never go backwards when a container exits.
+	retired cumulative
+	members map[string]bool // tasks counted in the last aggregate
+}
+
+// cumulative are the counters that only grow.
+type cumulative struct {
+	cpu, user, system                    uint64
+	periods, throttledPeriods, throttled uint64
+	pageFaults, majorPageFaults, ooms    uint64
+}
+
+func (c *cumulative) add(s taskSample) {
+	if s.cpu != nil {
+		c.cpu += s.cpu.UsageCoreNanoSeconds
+		c.user += s.cpu.UserNanoSeconds
+		c.system += s.cpu.SystemNanoSeconds
+		c.periods += s.cpu.Periods
+		c.throttledPeriods += s.cpu.ThrottledPeriods
+		c.throttled += s.cpu.ThrottledNanoSeconds
+	}
+	if s.mem != nil {
+		c.pageFaults += s.mem.PageFaults
+		c.majorPageFaults += s.mem.MajorPageFaults
+		c.ooms += s.mem.OOMKills
+	}
+}
+
+// New returns a collector over containerd's tasks and snapshotter; Start runs it.
+func New(client *containerd.Client, opts Options, src Sources) *Collector {
+	c := newCollector(opts)
+	c.list = func() []target { return targets(src) }
+	c.fetch = func(ctx context.Context, filters []string) ([]*types.Metric, error) {
+		resp, err := client.TaskService().Metrics(ctx, &tasksapi.MetricsRequest{Filters: filters})
+		if err != nil {
+			return nil, err
+		}
+		return resp.GetMetrics(), nil
+	}
+	c.usage = func(ctx context.Context, key string) (snapshots.Usage, error) {
+		return client.SnapshotService(opts.Snapshotter).Usage(ctx, key)
+	}
+	c.fsRoot = func(ctx context.Context) string {
+		resp, err := client.IntrospectionService().Plugins(ctx, `type=="io.containerd.snapshotter.v1",id=="`+opts.Snapshotter+`"`)
+		if err != nil || len(resp.GetPlugins()) == 0 {
+			klog.V(2).InfoS("Cannot find the snapshotter's root", "snapshotter", opts.Snapshotter, "err", err)
+			return ""
+		}
+		return resp.GetPlugins()[0].GetExports()["root"]
+	}
+	return c
+}
+
+func newCollector(opts Options) *Collector {
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultInterval
+		if d, err := time.ParseDuration(os.Getenv(EnvInterval)); err == nil && d > 0 {
+			opts.Interval = d
+		}
+	}
+	if opts.FsInterval <= 0 {
+		opts.FsInterval = DefaultFsInterval
+		if opts.Interval != DefaultInterval {
+			opts.FsInterval = 6 * opts.Interval
+		}
+	}
+	return &Collector{
+		opts:     opts,
+		procRoot: "/proc",
+		tasks:    map[string]*taskEntry{},
+		fs:       map[string]Filesystem{},
+		pods:     map[string]*podEntry{},
+		tried:    map[string]time.Time{},
+	}
+}
+
+// targets lists the containers and sandboxes to sample.
+func targets(src Sources) []target {
+	var out []target
+	if src.Sandboxes != nil {
+		for _, sb := range src.Sandboxes() {
+			st := sb.Status()
+			out = append(out, target{
+				id: sb.ID, sandboxID: sb.ID, pod: true,
+				running: st.State == sandbox.StateReady, pid: st.Pid, netns: sb.NetNSPath != "",
+			})
+		}
+	}
+	if src.Containers != nil {
+		for _, c := range src.Containers() {
+			out = append(out, target{id: c.ID, sandboxID: c.SandboxID, running: c.Status().State == container.StateRunning})
+		}
+	}
+	return out
+}
+
+// Interval is the sampling interval in effect.
+func (c *Collector) Interval() time.Duration { return c.opts.Interval }
+
+// Start samples at once, then every Interval until ctx ends.
+func (c *Collector) Start(ctx context.Context) {
+	klog.InfoS("Collecting stats", "interval", c.opts.Interval, "fsInterval", c.opts.FsInterval, "snapshotter", c.opts.Snapshotter)
+	go func() {
+		t := time.NewTicker(c.opts.Interval)
+		defer t.Stop()
+		for {
+			in := c.sampleTasks(ctx, nil)
+			go c.measureLayers(ctx, in, true, false)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// Container is a container's last sample, from the cache only.
+func (c *Collector) Container(id string) (ContainerStats, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e, sampled := c.tasks[id]
+	fs, measured := c.fs[id]
+	if !sampled && !measured {
+		return ContainerStats{ID: id}, false
+	}
+	out := ContainerStats{ID: id}
+	if sampled {
+		out.SandboxID = e.sandboxID
+		out.CPU, out.Memory, out.Process, out.DiskIO = e.last.cpu, e.last.mem, e.last.proc, e.last.io
+	}
+	if measured {
+		if fs.Mountpoint == "" {
+			fs.Mountpoint = c.mountpoint // found after the measurement
+		}
+		out.WritableLayer = &fs
+	}
+	return out.clone(), true
+}
+
+// Pod is a pod's last sample, from the cache only.
+func (c *Collector) Pod(id string) (PodStats, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	p, ok := c.pods[id]
+	if !ok || p.stats.CPU == nil && p.stats.Memory == nil && p.stats.Network == nil {
+		return PodStats{ID: id}, false
+	}
+	return p.stats.clone(), true
+}
+
+// Ensure samples, in one containerd call, those of the given containers and pods
+// that were never sampled (a pod with its containers). Each ID is tried at most once
+// per Interval, so asking again for a task that does not run costs nothing.
+func (c *Collector) Ensure(ctx context.Context, ids ...string) {
+	need := map[string]bool{}
+	now := time.Now()
+	c.mu.Lock()
+	for _, id := range ids {
+		if _, ok := c.tasks[id]; ok {
+			continue
+		}
+		if p, ok := c.pods[id]; ok && p.stats.CPU != nil {
+			continue
+		}
+		if t, ok := c.tried[id]; ok && now.Sub(t) < c.opts.Interval {
+			continue
+		}
+		c.tried[id] = now
+		need[id] = true
+	}
+	c.mu.Unlock()
+	if len(need) > 0 {
+		in := c.sampleTasks(ctx, need)
+		c.measureLayers(ctx, in, false, false)
+	}
+}
+
+// sample takes one sample of the targets in scope (nil: all of them, and forget
+// what no longer exists), then measures the writable layers that are due.
+func (c *Collector) sample(ctx context.Context, scope map[string]bool) {
+	in := c.sampleTasks(ctx, scope)
+	c.measureLayers(ctx, in, scope == nil, true)
+}
+
+// sampleTasks samples the tasks and pod networks in scope and returns the targets
+// it covered.
+func (c *Collector) sampleTasks(ctx context.Context, scope map[string]bool) []target {
+	c.sampleMu.Lock()
+	defer c.sampleMu.Unlock()
+	full := scope == nil
+	all := c.list()
+	var in []target
+	running := 0
+	for _, t := range all {
+		if full || scope[t.id] || scope[t.sandboxID] {
+			in = append(in, t)
+			if t.running {
+				running++
+			}
+		}
+	}
+
+	// Tasks: one call for all of them.
+	samples := map[string]taskSample{}
+	fetched := false
+	if running > 0 {
+		var filters []string
+		if !full {
+			for _, t := range in {
+				filters = append(filters, "id=="+t.id)
+			}
+		}
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		metrics, err := c.fetch(cctx, filters)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				klog.V(2).InfoS("Sampling task metrics", "err", err)
+			}
+		} else {
+			fetched = true
+			for _, m := range metrics {
+				s, err := decodeMetric(m)
+				if err != nil {
+					klog.V(4).InfoS("Skipping a task's metrics", "id", m.GetID(), "err", err)
+					continue
+				}
+				samples[m.GetID()] = s
+			}
+		}
+	}
+
+	// Pod networks, from the infra process's view of /proc.
+	nets := map[string]*Network{}
+	for _, t := range in {
+		if t.pod && t.running && t.netns && t.pid > 0 {
+			if n, err := c.readNetwork(t.pid); err == nil {
+				nets[t.id] = n
+			} else {
+				klog.V(4).InfoS("Reading pod network counters", "podSandboxID", t.id, "err", err)
+			}
+		}
+	}
+
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.updateTasks(in, samples, fetched)
+	c.updatePods(in, nets, now)
+	if full {
+		c.forget(all)
+	}
+	return in
+}
+
+// measureLayers measures the writable layers of the containers among in: new ones at
+// once, the others every FsInterval when full. It has its own lock, so the walks of
+// upper directories never hold up task samples; without wait it gives up when another
+// round is still running (that round or the next one measures them).
+func (c *Collector) measureLayers(ctx context.Context, in []target, full, wait bool) {
+	if wait {
+		c.fsMu.Lock()
+	} else if !c.fsMu.TryLock() {
+		return
+	}
+	defer c.fsMu.Unlock()
+	c.mu.RLock()
+	mountpoint := c.mountpoint
+	var measure []string
+	for _, t := range in {
+		if t.pod {
+			continue
+		}
+		if fs, ok := c.fs[t.id]; !ok || (full && time.Since(fs.Timestamp) >= c.opts.FsInterval) {
+			measure = append(measure, t.id)
+		}
+	}
+	c.mu.RUnlock()
+	if mountpoint == "" && len(measure) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		mountpoint = c.fsRoot(cctx)
+		cancel()
+	}
+	layers := map[string]Filesystem{}
+	for _, id := range measure {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		u, err := c.usage(cctx, id)
+		cancel()
+		if err != nil {
+			klog.V(4).InfoS("Measuring writable layer", "containerID", id, "err", err)
+			continue
+		}
+		layers[id] = Filesystem{Timestamp: time.Now(), Mountpoint: mountpoint, UsedBytes: uint64(max(u.Size, 0)), InodesUsed: uint64(max(u.Inodes, 0))}
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if mountpoint != "" {
+		c.mountpoint = mountpoint
+	}
+	for id, fs := range layers {
+		c.fs[id] = fs
+	}
+}
+
+// updateTasks stores new samples and drops tasks that are gone.
+func (c *Collector) updateTasks(in []target, samples map[string]taskSample, fetched bool) {
+	minWindow := c.opts.Interval / 2
+	for _, t := range in {
+		e := c.tasks[t.id]
+		if s, ok := samples[t.id]; ok {
+			if e == nil {
+				e = &taskEntry{sandboxID: t.sandboxID}
+				c.tasks[t.id] = e
+			}
+			e.missed = 0
+			if s.cpu != nil {
+				e.cpuRate.update(s.cpu.UsageCoreNanoSeconds, s.cpu.Timestamp, minWindow)
+				s.cpu.UsageNanoCores, s.cpu.RateKnown = e.cpuRate.value, e.cpuRate.known
+			}
+			e.last = s
+			continue
+		}
+		if e == nil || (!fetched && t.running) {
+			continue
+		}
+		e.missed++
+		if !t.running || e.missed >= missedLimit {
+			c.dropTask(t.id)
+		}
+	}
+}
+
+// dropTask forgets a task, keeping its counters in its pod's total.
+func (c *Collector) dropTask(id string) {
+	e, ok := c.tasks[id]
+	if !ok {
+		return
+	}
+	if p := c.pods[e.sandboxID]; p != nil && p.members[id] {
+		p.retired.add(e.last)
+		delete(p.members, id)
+	}
+	delete(c.tasks, id)
+}
+
+// updatePods sums each ready pod's tasks and stores its network counters.
+func (c *Collector) updatePods(in []target, nets map[string]*Network, now time.Time) {
+	var pods []target
+	for _, t := range in {
+		if t.pod {
+			pods = append(pods, t)
+		}
+	}
+	if len(pods) == 0 {
+		return
+	}
+	bySandbox := map[string][]string{}
+	for id, e := range c.tasks {
+		bySandbox[e.sandboxID] = append(bySandbox[e.sandboxID], id)
+	}
+	minWindow := c.opts.Interval / 2
+	for _, t := range pods {
+		p := c.pods[t.id]
+		if p == nil {
+			p = &podEntry{members: map[string]bool{}}
+			c.pods[t.id] = p
+		}
+		if !t.running {
+			p.stats = PodStats{ID: t.id}
+			continue
+		}
+		sum := p.retired
+		var mem *Memory
+		var proc *Process
+		members := map[string]bool{}
+		sampled := false
+		for _, id := range bySandbox[t.id] {
+			s := c.tasks[id].last
+			members[id] = true
+			sum.add(s)
+			if s.cpu != nil {
+				sampled = true
+			}
+			if s.mem != nil {
+				if mem == nil {
+					mem = &Memory{Timestamp: now}
+				}
+				addMemory(mem, s.mem)
+			}
+			if s.proc != nil {
+				if proc == nil {
+					proc = &Process{Timestamp: now}
+				}
+				proc.Count += s.proc.Count
+			}
+		}
+		p.members = members
+		st := PodStats{ID: t.id, Memory: mem, Process: proc, Network: nets[t.id]}
+		if sampled {
+			p.cpuRate.update(sum.cpu, now, minWindow)
+			st.CPU = &CPU{
+				Timestamp: now, UsageCoreNanoSeconds: sum.cpu, UserNanoSeconds: sum.user, SystemNanoSeconds: sum.system,
+				UsageNanoCores: p.cpuRate.value, RateKnown: p.cpuRate.known,
+				Periods: sum.periods, ThrottledPeriods: sum.throttledPeriods, ThrottledNanoSeconds: sum.throttled,
+			}
+		}
+		if mem != nil {
+			mem.PageFaults, mem.MajorPageFaults, mem.OOMKills = sum.pageFaults, sum.majorPageFaults, sum.ooms
+		}
+		if st.Network == nil && p.stats.Network != nil && t.netns {
+			st.Network = p.stats.Network // keep the last reading over a failed one
+		}
+		p.stats = st
+	}
+}
+
+// addMemory adds a task's current memory to a pod's; cumulative counters are summed
+// separately (with the retired tasks') and limits do not add up.
+func addMemory(dst, m *Memory) {
+	dst.UsageBytes += m.UsageBytes
+	dst.WorkingSetBytes += m.WorkingSetBytes
+	dst.RSSBytes += m.RSSBytes
+	dst.CacheBytes += m.CacheBytes
+	dst.MappedFileBytes += m.MappedFileBytes
+	dst.ActiveFileBytes += m.ActiveFileBytes
+	dst.InactiveFileBytes += m.InactiveFileBytes
+	dst.KernelBytes += m.KernelBytes
+	dst.SwapBytes += m.SwapBytes
+}
+
+// forget drops everything about objects that no longer exist.
+func (c *Collector) forget(all []target) {
+	exists := make(map[string]bool, len(all))
+	for _, t := range all {
+		exists[t.id] = true
+	}
+	for id := range c.tasks {
+		if !exists[id] {
+			c.dropTask(id)
+		}
+	}
+	for id := range c.pods {
+		if !exists[id] {
+			delete(c.pods, id)
+		}
+	}
+	for id := range c.fs {
+		if !exists[id] {
+			delete(c.fs, id)
+		}
+	}
+	for id, at := range c.tried {
+		if !exists[id] || time.Since(at) > c.opts.Interval {
+			delete(c.tried, id)
+		}
+	}
+}
+
+func (c *Collector) readNetwork(pid uint32) (*Network, error) {
+	f, err := os.Open(filepath.Join(c.procRoot, strconv.FormatUint(uint64(pid), 10), "net", "dev"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ifs, err := parseNetDev(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return &Network{Timestamp: time.Now(), Interfaces: ifs}, nil
+}
