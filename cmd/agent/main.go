@@ -3,6 +3,7 @@
 //	keelson [flags]            run the daemon
 //	keelson version            print versions
 //	keelson config default     print the default configuration, every key documented
+//	keelson doctor [--fix]     audit the node for leftovers no pod owns; --fix removes them
 package main
 
 import (
@@ -118,6 +119,9 @@ func run(args []string) int {
 			return 2
 		}
 	}
+	if len(args) > 0 && args[0] == "doctor" {
+		return runDoctor(args[1:])
+	}
 	o := newOptions()
 	if err := o.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -126,7 +130,7 @@ func run(args []string) int {
 		return 2
 	}
 	if o.fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "keelson: unknown command %q (commands: version, config default)\n", o.fs.Arg(0))
+		fmt.Fprintf(os.Stderr, "keelson: unknown command %q (commands: version, config default, doctor)\n", o.fs.Arg(0))
 		return 2
 	}
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
@@ -213,4 +217,32 @@ func dumpStacks() {
 	}
 	klog.InfoS("SIGUSR1: goroutine dump", "goroutines", goruntime.NumGoroutine())
 	klog.Info("\n" + string(buf))
+}
+
+// runDoctor is `keelson doctor [--fix] [flags]`.
+func runDoctor(args []string) int {
+	o := newOptions()
+	fix := o.fs.Bool("fix", false, "remove what no sandbox or container owns (keelson must be stopped)")
+	if err := o.fs.Parse(args); err != nil {
+		return 2
+	}
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	_ = klogFlags.Set("v", strconv.Itoa(o.logLevel))
+	cfg, err := o.load()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keelson doctor:", err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	left, err := daemon.Doctor(ctx, cfg, *fix, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keelson doctor:", err)
+		return 2
+	}
+	if left > 0 {
+		return 1
+	}
+	return 0
 }

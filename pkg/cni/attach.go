@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/containerd/errdefs"
 	"github.com/containernetworking/cni/libcni"
@@ -172,4 +173,46 @@ func (m *Manager) GC(ctx context.Context, valid map[string]bool) {
 		}
 		klog.InfoS("CNI GC: removed orphaned attachment", "podSandboxID", a.ContainerID, "network", a.Network)
 	}
+}
+
+// Orphans lists the cached attachments whose sandbox is not in valid.
+func (m *Manager) Orphans(valid map[string]bool) ([]string, error) {
+	attachments, err := m.cni.GetCachedAttachments("")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, a := range attachments {
+		if !valid[a.ContainerID] {
+			out = append(out, fmt.Sprintf("%s on network %s (netns %s)", a.ContainerID, a.Network, a.NetNS))
+		}
+	}
+	return out, nil
+}
+
+// IPAMDirs lists the host-local IPAM store directories of the loaded network
+// (<dataDir>/<network name>), where host-local keeps one file per allocated IP.
+func (m *Manager) IPAMDirs() []string {
+	network, _ := m.Network()
+	if network == nil {
+		return nil
+	}
+	var out []string
+	for _, p := range network.Plugins {
+		var conf struct {
+			IPAM struct {
+				Type    string `json:"type"`
+				DataDir string `json:"dataDir"`
+			} `json:"ipam"`
+		}
+		if json.Unmarshal(p.Bytes, &conf) != nil || conf.IPAM.Type != "host-local" {
+			continue
+		}
+		dir := conf.IPAM.DataDir
+		if dir == "" {
+			dir = "/var/lib/cni/networks"
+		}
+		out = append(out, filepath.Join(dir, network.Name))
+	}
+	return out
 }

@@ -383,6 +383,7 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 	if err := failpoint.Hit("container/start/task"); err != nil {
 		return err
 	}
+	startedAt := nowNano()
 	if err := task.Start(ctx); err != nil {
 		return fmt.Errorf("starting container %s: %w", c.ID, err)
 	}
@@ -390,7 +391,11 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 		return err
 	}
 	if err := s.setStatus(c, func(st *Status) {
-		st.State, st.Pid, st.StartedAt = StateRunning, task.Pid(), nowNano()
+		st.Pid, st.StartedAt = task.Pid(), startedAt
+		// A process that exits at once may have been recorded as exited already.
+		if st.State != StateExited {
+			st.State = StateRunning
+		}
 	}); err != nil {
 		return err
 	}

@@ -50,3 +50,36 @@ func RemoveCgroup(rel string) {
 		}
 	}
 }
+
+// cgroupPids lists the processes anywhere under a cgroup (in one hierarchy: with
+// cgroup v1 every process is in every hierarchy).
+func cgroupPids(rel string) []int {
+	if rel == "" {
+		return nil
+	}
+	c := CgroupControllers()
+	if len(c) == 0 {
+		return nil
+	}
+	ctrl := c[0]
+	for _, x := range c {
+		if x == "pids" || x == "memory" {
+			ctrl = x
+		}
+	}
+	var pids []int
+	_ = filepath.WalkDir(filepath.Join("/sys/fs/cgroup", ctrl, rel), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		for _, f := range strings.Fields(string(b)) {
+			var pid int
+			if _, err := fmt.Sscanf(f, "%d", &pid); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	return pids
+}

@@ -15,11 +15,42 @@ import (
 // Containerd is an external containerd started for a test (not supervised by keelson).
 type Containerd struct {
 	Address string
+	binary  string
+	config  string
+	logf    *os.File
 	cmd     *exec.Cmd
+	done    chan struct{}
 }
 
 // Pid is the containerd process id.
 func (c *Containerd) Pid() int { return c.cmd.Process.Pid }
+
+// Kill kills containerd (SIGKILL) and waits for it.
+func (c *Containerd) Kill() {
+	_ = c.cmd.Process.Kill()
+	<-c.done
+}
+
+// Restart starts containerd again on the same config.
+func (c *Containerd) Restart(t testing.TB) {
+	t.Helper()
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *Containerd) start() error {
+	cmd := exec.Command(c.binary, "--config", c.config)
+	cmd.Stdout, cmd.Stderr = c.logf, c.logf
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(c.binary)+":"+os.Getenv("PATH"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	c.cmd, c.done = cmd, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(c.done)
+	return nil
+}
 
 // StartContainerd starts binary with its own root, state and socket under a test dir,
 // waits until it answers, and stops it when the test ends.
@@ -44,23 +75,17 @@ func StartContainerd(t testing.TB, binary string) *Containerd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(binary)+":"+os.Getenv("PATH"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	c := &Containerd{Address: child.Address, binary: binary, config: cfgPath, logf: logf}
+	if err := c.start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &Containerd{Address: child.Address, cmd: cmd}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-done:
+		case <-c.done:
 		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
+			_ = c.cmd.Process.Kill()
+			<-c.done
 		}
 		logf.Close()
 	})

@@ -394,7 +394,13 @@ func (k *Keelson) cleanup() {
 			k.t.Logf("stopping keelson: %v", err)
 		}
 	}
-	for _, pid := range k.ContainerdPids() {
+	// Whatever a failed test left running: containerd, shims and loggers (their
+	// command lines name this instance's dirs) and the containers' processes (in its
+	// cgroup parent). A passing test leaves none of these.
+	for _, pid := range PidsWithArg(k.Dir) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, pid := range cgroupPids(k.CgroupParent) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	if k.t.Failed() {
