@@ -31,16 +31,28 @@ func Create(path string) (retErr error) {
 	}()
 	errc := make(chan error, 1)
 	go func() {
-		// The thread moves to the new namespace and is never unlocked: when this
-		// goroutine ends, Go discards the thread instead of reusing it elsewhere.
+		// The namespace is made on a locked thread that is moved back to its own
+		// namespace afterwards. If that fails the thread stays locked, so Go discards
+		// it when this goroutine ends instead of running other code in the pod's
+		// network namespace.
 		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
 			return
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind-mounting netns at %s: %w", path, err)
+		mountErr := unix.Mount(src, path, "none", unix.MS_BIND, "")
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err == nil {
+			runtime.UnlockOSThread()
+		}
+		if mountErr != nil {
+			errc <- fmt.Errorf("bind-mounting netns at %s: %w", path, mountErr)
 			return
 		}
 		errc <- nil
@@ -66,4 +78,40 @@ func IsMounted(path string) bool {
 		return false
 	}
 	return st.Type == unix.NSFS_MAGIC
+}
+
+// Do runs fn on an OS thread inside the network namespace at path. Sockets fn opens
+// belong to that namespace and work from any thread afterwards. The thread is moved
+// back; if that fails it stays locked to its goroutine, which ends, so Go discards it
+// instead of running other code in the pod's namespace.
+func Do(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("opening network namespace: %w", err)
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("entering network namespace %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- ferr
+	}()
+	return <-errc
 }

@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"runtime"
 	"strconv"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	"github.com/keelson/keelson/pkg/netns"
 	"github.com/keelson/keelson/pkg/sandbox"
 )
 
@@ -111,47 +109,13 @@ func dialLoopback(nsPath string, port int32) (net.Conn, error) {
 	return inNetNS(nsPath, dial)
 }
 
-// inNetNS runs fn on an OS thread switched into the network namespace at nsPath.
-// Sockets fn makes belong to that namespace and work from any thread afterwards. The
-// thread is switched back; if that fails it is locked to its goroutine, which ends,
-// so Go discards the thread instead of reusing it.
+// inNetNS runs fn inside the network namespace at nsPath (see netns.Do).
 func inNetNS[T any](nsPath string, fn func() (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		var zero T
-		fail := func(err error) {
-			runtime.UnlockOSThread()
-			ch <- result{zero, err}
-		}
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			fail(err)
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(nsPath)
-		if err != nil {
-			fail(fmt.Errorf("opening network namespace: %w", err))
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			fail(fmt.Errorf("entering network namespace %s: %w", nsPath, err))
-			return
-		}
-		v, err := fn()
-		if rerr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); rerr == nil {
-			runtime.UnlockOSThread()
-		} else {
-			klog.ErrorS(rerr, "Leaving a pod network namespace; discarding the thread", "netns", nsPath)
-		}
-		ch <- result{v, err}
-	}()
-	r := <-ch
-	return r.v, r.err
+	var v T
+	err := netns.Do(nsPath, func() error {
+		var err error
+		v, err = fn()
+		return err
+	})
+	return v, err
 }

@@ -15,9 +15,16 @@ import (
 func InNamespace(nsPath string, nstype int, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// Never unlocked: the thread may be left in the other namespace, so Go must
-		// throw it away when this goroutine ends.
+		// The thread goes back to its own namespace afterwards; if it cannot, it stays
+		// locked and Go discards it (a locked goroutine's thread dies with it, except
+		// the main thread — which is why the way back matters).
 		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/%s", unix.Gettid(), nsName(nstype)))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		f, err := os.Open(nsPath)
 		if err != nil {
 			errc <- err
@@ -28,7 +35,11 @@ func InNamespace(nsPath string, nstype int, fn func() error) error {
 			errc <- fmt.Errorf("setns %s: %w", nsPath, err)
 			return
 		}
-		errc <- fn()
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), nstype); err == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- ferr
 	}()
 	return <-errc
 }
@@ -69,4 +80,18 @@ func Hostname(pid int) (string, error) {
 		return err
 	})
 	return name, err
+}
+
+func nsName(nstype int) string {
+	switch nstype {
+	case unix.CLONE_NEWNET:
+		return "net"
+	case unix.CLONE_NEWUTS:
+		return "uts"
+	case unix.CLONE_NEWIPC:
+		return "ipc"
+	case unix.CLONE_NEWPID:
+		return "pid"
+	}
+	return "mnt"
 }

@@ -214,7 +214,7 @@ func TestHostNetworkPod(t *testing.T) {
 		t.Errorf("host-network pod has a pod IP: %v", st.Network)
 	}
 	podNS, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pidOf(info)))
-	hostNS, err2 := os.Readlink("/proc/self/ns/net")
+	hostNS, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", k.Cmd.Process.Pid)) // keelson runs in the host's
 	if err1 != nil || err2 != nil || podNS != hostNS {
 		t.Errorf("host-network pod's netns %s != host's %s (%v %v)", podNS, hostNS, err1, err2)
 	}

@@ -1,0 +1,514 @@
+// Command bench runs keelson and containerd's built-in CRI plugin side by side on the
+// same machine — the same containerd binary, runc, CNI plugins and images from a
+// local registry — drives both through the same CRI client with the same workloads,
+// interleaving their rounds so machine noise hits both alike, and prints p50/p95/p99
+// per operation with the keelson/containerd ratio (also written as JSON).
+//
+//	go run ./hack/bench [--rounds 30] [--list-pods 100] [--json bench.json]
+//
+// Needs root and hack/install-deps.sh. `--smoke` runs a few iterations only.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/keelson/keelson/test/images"
+	"github.com/keelson/keelson/test/registry"
+)
+
+const prefix = "/opt/keelson"
+
+var (
+	rounds   = flag.Int("rounds", 30, "iterations of each single-pod workload per runtime")
+	listPods = flag.Int("list-pods", 100, "pods (with 3 containers each) present for the List* workload")
+	parallel = flag.Int("parallel-pods", 20, "pods created at once by 4 clients")
+	jsonOut  = flag.String("json", "", "write the results as JSON here")
+	smoke    = flag.Bool("smoke", false, "a few iterations only (for make test)")
+	keelson  = flag.String("keelson", "", "keelson binary (default: build ./cmd/agent)")
+)
+
+// samples holds latencies by runtime and operation.
+type samples struct {
+	mu sync.Mutex
+	m  map[string]map[string][]time.Duration
+}
+
+func (s *samples) add(rt, op string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[rt] == nil {
+		s.m[rt] = map[string][]time.Duration{}
+	}
+	s.m[rt][op] = append(s.m[rt][op], d)
+}
+
+func (s *samples) time(rt, op string, fn func() error) error {
+	start := time.Now()
+	err := fn()
+	if err == nil {
+		s.add(rt, op, time.Since(start))
+	}
+	return err
+}
+
+func main() {
+	flag.Parse()
+	if *smoke {
+		*rounds, *listPods, *parallel = 2, 5, 4
+	}
+	if os.Geteuid() != 0 {
+		fail(fmt.Errorf("needs root"))
+	}
+	base, err := os.MkdirTemp("/tmp", "kbench-")
+	check(err)
+	defer cleanupDir(base)
+
+	bin := *keelson
+	if bin == "" {
+		bin = filepath.Join(base, "keelson")
+		for _, b := range [][2]string{{bin, "./cmd/agent"}, {filepath.Join(base, "keelson-logger"), "./cmd/logger"}} {
+			out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput()
+			if err != nil {
+				fail(fmt.Errorf("building %s: %v\n%s", b[1], err, out))
+			}
+		}
+	}
+	reg, err := registry.Start()
+	check(err)
+	defer reg.Close()
+	imgs, err := images.All()
+	check(err)
+	check(reg.PushAll(imgs))
+
+	k, err := startKeelson(base, bin, reg)
+	check(err)
+	c, err := startContainerdCRI(base, reg)
+	if err != nil {
+		k.stop()
+		fail(err)
+	}
+	rts := []*runtime{k, c}
+	defer func() {
+		for _, r := range rts {
+			r.cleanupPods()
+			r.stop()
+			_ = exec.Command("ip", "link", "delete", r.bridge).Run()
+			removeCgroup(r.cgroupParent)
+		}
+	}()
+	for _, r := range rts {
+		for _, ref := range []string{images.Busybox, images.Pause} {
+			_, err := r.img.PullImage(context.Background(), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+			check(err)
+		}
+	}
+
+	res := &samples{m: map[string]map[string][]time.Duration{}}
+	cost := map[string]map[string]any{}
+	for _, r := range rts {
+		rss, cpu := rssAndCPU(r.costPids())
+		cost[r.name] = map[string]any{"idle_rss_bytes": rss, "cpu_before": cpu.String()}
+	}
+
+	// Warm up both (first pod pays for caches on either side).
+	for _, r := range rts {
+		check(podLifecycle(r, res, "warmup"))
+	}
+	res.m = map[string]map[string][]time.Duration{}
+
+	for i := range *rounds {
+		order := rts
+		if i%2 == 1 {
+			order = []*runtime{c, k}
+		}
+		for _, r := range order {
+			check(podLifecycle(r, res, ""))
+			check(containerLifecycle(r, res))
+			check(podWithContainer(r, res))
+		}
+	}
+	for i := range max(1, *rounds/10) {
+		order := rts
+		if i%2 == 1 {
+			order = []*runtime{c, k}
+		}
+		for _, r := range order {
+			check(parallelPods(r, res, *parallel))
+		}
+	}
+	for _, r := range rts {
+		check(populate(r, *listPods))
+	}
+	for i := range *rounds * 10 {
+		order := rts
+		if i%2 == 1 {
+			order = []*runtime{c, k}
+		}
+		for _, r := range order {
+			check(lists(r, res))
+		}
+	}
+	for _, r := range rts {
+		rss, cpu := rssAndCPU(r.costPids())
+		cost[r.name]["loaded_rss_bytes"] = rss
+		cost[r.name]["cpu_after"] = cpu.String()
+	}
+	report(res, cost, k.name, c.name)
+}
+
+// podConfig is a pod like kubelet sends: metadata, hostname, DNS, log dir, cgroup parent.
+func (r *runtime) podConfig(name string) *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: "uid-" + name},
+		Hostname:     name,
+		LogDirectory: filepath.Join(r.dir, "logs", name),
+		DnsConfig:    &runtimeapi.DNSConfig{Servers: []string{"10.96.0.10"}, Searches: []string{"bench.svc.cluster.local"}},
+		Labels:       map[string]string{"bench": "yes"},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			CgroupParent:    r.cgroupParent,
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}},
+		},
+	}
+}
+
+func ctrConfig(name string) *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    &runtimeapi.ImageSpec{Image: images.Busybox},
+		Command:  []string{"sleep", "100000"},
+		LogPath:  name + ".log",
+	}
+}
+
+var seq struct {
+	sync.Mutex
+	n int
+}
+
+func uniq(prefix string) string {
+	seq.Lock()
+	defer seq.Unlock()
+	seq.n++
+	return fmt.Sprintf("%s-%d", prefix, seq.n)
+}
+
+func bg() context.Context { return context.Background() }
+
+func podLifecycle(r *runtime, s *samples, opPrefix string) error {
+	cfg := r.podConfig(uniq("pod"))
+	var id string
+	if err := s.time(r.name, opPrefix+"RunPodSandbox", func() error {
+		resp, err := r.rt.RunPodSandbox(bg(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+		if err == nil {
+			id = resp.PodSandboxId
+		}
+		return err
+	}); err != nil {
+		return fmt.Errorf("%s RunPodSandbox: %w", r.name, err)
+	}
+	if err := s.time(r.name, opPrefix+"PodSandboxStatus", func() error {
+		_, err := r.rt.PodSandboxStatus(bg(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := s.time(r.name, opPrefix+"StopPodSandbox", func() error {
+		_, err := r.rt.StopPodSandbox(bg(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
+		return err
+	}); err != nil {
+		return err
+	}
+	return s.time(r.name, opPrefix+"RemovePodSandbox", func() error {
+		_, err := r.rt.RemovePodSandbox(bg(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+		return err
+	})
+}
+
+func containerLifecycle(r *runtime, s *samples) error {
+	cfg := r.podConfig(uniq("cpod"))
+	pod, err := r.rt.RunPodSandbox(bg(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		return err
+	}
+	defer r.removePod(pod.PodSandboxId)
+	var id string
+	steps := []struct {
+		op string
+		fn func() error
+	}{
+		{"CreateContainer", func() error {
+			resp, err := r.rt.CreateContainer(bg(), &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, Config: ctrConfig("c"), SandboxConfig: cfg})
+			if err == nil {
+				id = resp.ContainerId
+			}
+			return err
+		}},
+		{"StartContainer", func() error {
+			_, err := r.rt.StartContainer(bg(), &runtimeapi.StartContainerRequest{ContainerId: id})
+			return err
+		}},
+		{"ContainerStatus", func() error {
+			_, err := r.rt.ContainerStatus(bg(), &runtimeapi.ContainerStatusRequest{ContainerId: id})
+			return err
+		}},
+		{"StopContainer", func() error {
+			_, err := r.rt.StopContainer(bg(), &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 0})
+			return err
+		}},
+		{"RemoveContainer", func() error {
+			_, err := r.rt.RemoveContainer(bg(), &runtimeapi.RemoveContainerRequest{ContainerId: id})
+			return err
+		}},
+	}
+	createStart := time.Now()
+	for _, st := range steps {
+		if err := s.time(r.name, st.op, st.fn); err != nil {
+			return fmt.Errorf("%s %s: %w", r.name, st.op, err)
+		}
+		if st.op == "StartContainer" {
+			s.add(r.name, "Create+StartContainer", time.Since(createStart))
+		}
+	}
+	return nil
+}
+
+// podWithContainer is what kubelet does for a new pod: sandbox, create, start.
+func podWithContainer(r *runtime, s *samples) error {
+	cfg := r.podConfig(uniq("npod"))
+	start := time.Now()
+	pod, err := r.rt.RunPodSandbox(bg(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		return err
+	}
+	defer r.removePod(pod.PodSandboxId)
+	cr, err := r.rt.CreateContainer(bg(), &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, Config: ctrConfig("c"), SandboxConfig: cfg})
+	if err != nil {
+		return err
+	}
+	if _, err := r.rt.StartContainer(bg(), &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
+		return err
+	}
+	s.add(r.name, "Pod+Container (new pod)", time.Since(start))
+	return nil
+}
+
+// parallelPods starts n pods with one container each from 4 clients at once.
+func parallelPods(r *runtime, s *samples, n int) error {
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	ids := make(chan string, n)
+	for c := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := c; i < n; i += 4 {
+				t0 := time.Now()
+				cfg := r.podConfig(uniq("ppod"))
+				pod, err := r.rt.RunPodSandbox(bg(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+				if err != nil {
+					errs <- err
+					return
+				}
+				ids <- pod.PodSandboxId
+				cr, err := r.rt.CreateContainer(bg(), &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, Config: ctrConfig("c"), SandboxConfig: cfg})
+				if err == nil {
+					_, err = r.rt.StartContainer(bg(), &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				s.add(r.name, fmt.Sprintf("Pod+Container, %d at once (each)", n), time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	s.add(r.name, fmt.Sprintf("%d pods from 4 clients (all)", n), time.Since(start))
+	close(errs)
+	close(ids)
+	for id := range ids {
+		r.removePod(id)
+	}
+	for err := range errs {
+		return err
+	}
+	return nil
+}
+
+// populate creates pods with 3 containers each and leaves them running.
+func populate(r *runtime, pods int) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, pods)
+	sem := make(chan struct{}, 4)
+	for range pods {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			cfg := r.podConfig(uniq("lpod"))
+			pod, err := r.rt.RunPodSandbox(bg(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+			if err != nil {
+				errs <- err
+				return
+			}
+			for _, n := range []string{"a", "b", "c"} {
+				cr, err := r.rt.CreateContainer(bg(), &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, Config: ctrConfig(n), SandboxConfig: cfg})
+				if err == nil {
+					_, err = r.rt.StartContainer(bg(), &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return fmt.Errorf("%s populate: %w", r.name, err)
+	}
+	return nil
+}
+
+func lists(r *runtime, s *samples) error {
+	for _, st := range []struct {
+		op string
+		fn func() error
+	}{
+		{"ListPodSandbox", func() error { _, err := r.rt.ListPodSandbox(bg(), &runtimeapi.ListPodSandboxRequest{}); return err }},
+		{"ListContainers", func() error { _, err := r.rt.ListContainers(bg(), &runtimeapi.ListContainersRequest{}); return err }},
+		{"ListContainerStats", func() error {
+			_, err := r.rt.ListContainerStats(bg(), &runtimeapi.ListContainerStatsRequest{})
+			return err
+		}},
+		{"ImageFsInfo", func() error { _, err := r.img.ImageFsInfo(bg(), &runtimeapi.ImageFsInfoRequest{}); return err }},
+	} {
+		if err := s.time(r.name, st.op+fmt.Sprintf(" (%d pods)", *listPods), st.fn); err != nil {
+			return fmt.Errorf("%s %s: %w", r.name, st.op, err)
+		}
+	}
+	return nil
+}
+
+func (r *runtime) removePod(id string) {
+	_, _ = r.rt.StopPodSandbox(bg(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
+	_, _ = r.rt.RemovePodSandbox(bg(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+}
+
+func (r *runtime) cleanupPods() {
+	if r.rt == nil {
+		return
+	}
+	resp, err := r.rt.ListPodSandbox(bg(), &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for _, p := range resp.Items {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() { defer wg.Done(); defer func() { <-sem }(); r.removePod(p.Id) }()
+	}
+	wg.Wait()
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+type row struct {
+	Op                     string             `json:"op"`
+	N                      int                `json:"n"`
+	KeelsonP50, KeelsonP95 float64            `json:"-"`
+	K                      map[string]float64 `json:"keelson_ms"`
+	C                      map[string]float64 `json:"containerd_ms"`
+	RatioP50, RatioP95     float64            `json:"-"`
+	Ratios                 map[string]float64 `json:"ratio"`
+}
+
+func report(s *samples, cost map[string]map[string]any, kn, cn string) {
+	var ops []string
+	for op := range s.m[kn] {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	var rows []row
+	fmt.Printf("%-42s %5s | %9s %9s %9s | %9s %9s %9s | %6s %6s\n", "operation", "n", "k p50", "k p95", "k p99", "c p50", "c p95", "c p99", "p50 ×", "p95 ×")
+	fmt.Println(strings.Repeat("-", 130))
+	for _, op := range ops {
+		k, c := s.m[kn][op], s.m[cn][op]
+		r := row{Op: op, N: len(k), K: map[string]float64{}, C: map[string]float64{}, Ratios: map[string]float64{}}
+		for _, p := range []struct {
+			name string
+			q    float64
+		}{{"p50", .5}, {"p95", .95}, {"p99", .99}} {
+			r.K[p.name], r.C[p.name] = ms(percentile(k, p.q)), ms(percentile(c, p.q))
+			if r.C[p.name] > 0 {
+				r.Ratios[p.name] = r.K[p.name] / r.C[p.name]
+			}
+		}
+		rows = append(rows, r)
+		fmt.Printf("%-42s %5d | %8.2fms %8.2fms %8.2fms | %8.2fms %8.2fms %8.2fms | %6.2f %6.2f\n", op, len(k),
+			r.K["p50"], r.K["p95"], r.K["p99"], r.C["p50"], r.C["p95"], r.C["p99"], r.Ratios["p50"], r.Ratios["p95"])
+	}
+	fmt.Println()
+	for _, name := range []string{kn, cn} {
+		fmt.Printf("%-10s RSS idle %6.1f MiB, with pods %6.1f MiB; CPU time %s → %s\n", name,
+			float64(cost[name]["idle_rss_bytes"].(int64))/(1<<20), float64(cost[name]["loaded_rss_bytes"].(int64))/(1<<20),
+			cost[name]["cpu_before"], cost[name]["cpu_after"])
+	}
+	fmt.Println("(keelson's figures include the containerd it supervises; containerd's include its CRI plugin.)")
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(map[string]any{"operations": rows, "cost": cost, "machine": machine()}, "", "  ")
+		check(os.WriteFile(*jsonOut, b, 0o644))
+	}
+}
+
+func machine() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	model := ""
+	cores := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") && model == "" {
+			model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+		}
+		if strings.HasPrefix(l, "processor") {
+			cores++
+		}
+	}
+	return fmt.Sprintf("%s, %d cores", model, cores)
+}
+
+func check(err error) {
+	if err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
