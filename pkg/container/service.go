@@ -265,6 +265,9 @@ func (s *Service) sandboxFacts(sb *sandbox.Sandbox) oci.SandboxFacts {
 		HostnamePath: filepath.Join(sb.Dir, sandbox.HostnameFile),
 		HostsPath:    filepath.Join(sb.Dir, sandbox.HostsFile),
 		ShmPath:      sb.ShmPath,
+		InfraLess:    sb.InfraLess,
+		IPCNSPath:    sb.IPCNSPath,
+		UTSNSPath:    sb.UTSNSPath,
 		CgroupParent: sb.Config.GetLinux().GetCgroupParent(),
 	}
 	if _, err := os.Stat(filepath.Join(sb.Dir, sandbox.ResolvConfFile)); err == nil {

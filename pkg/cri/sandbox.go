@@ -55,6 +55,8 @@ func sandboxVerboseInfo(sb *sandbox.Sandbox) map[string]string {
 		"runtimeType":    sb.RuntimeType,
 		"image":          sb.Image,
 		"netnsPath":      sb.NetNSPath,
+		"infraLess":      sb.InfraLess,
+		"namespaces":     map[string]string{"net": sb.NetNSPath, "ipc": sb.IPCNSPath, "uts": sb.UTSNSPath},
 		"config":         sb.Config,
 	}
 	if spec := sb.Spec(); len(spec) > 0 {

@@ -145,6 +145,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		Handlers:       cfg.Runtime.Handlers,
 		DefaultHandler: cfg.Runtime.DefaultHandler,
 		Events:         d.events,
+		PauseContainer: cfg.Runtime.PauseContainer,
 	})
 	d.sandboxes.Watch(bg)
 	if err := d.sandboxes.Load(ctx); err != nil {

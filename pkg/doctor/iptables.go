@@ -31,7 +31,7 @@ func orphanRules(known map[string]bool, network string) []Finding {
 			if id == "" || known[id] || !strings.Contains(line, "id: ") || !strings.Contains(line, nameTag) {
 				continue
 			}
-			args := splitRule(strings.TrimPrefix(line, "-A "))
+			args := SplitRule(strings.TrimPrefix(line, "-A "))
 			if len(args) == 0 {
 				continue
 			}
@@ -68,9 +68,9 @@ func iptables(ctx context.Context, args ...string) error {
 	return nil
 }
 
-// splitRule splits an iptables-save rule into arguments, honouring double quotes and
-// backslash escapes inside them.
-func splitRule(s string) []string {
+// SplitRule splits an iptables-save rule into arguments, honouring double quotes and
+// backslash escapes inside them (what iptables -D needs back).
+func SplitRule(s string) []string {
 	var out []string
 	var cur strings.Builder
 	inQuote, escaped, have := false, false, false

@@ -81,37 +81,5 @@ func IsMounted(path string) bool {
 }
 
 // Do runs fn on an OS thread inside the network namespace at path. Sockets fn opens
-// belong to that namespace and work from any thread afterwards. The thread is moved
-// back; if that fails it stays locked to its goroutine, which ends, so Go discards it
-// instead of running other code in the pod's namespace.
-func Do(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("opening network namespace: %w", err)
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("entering network namespace %s: %w", path, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
-}
+// belong to that namespace and work from any thread afterwards.
+func Do(path string, fn func() error) error { return DoIn(path, unix.CLONE_NEWNET, fn) }

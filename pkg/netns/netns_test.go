@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestCreateRemove(t *testing.T) {
@@ -31,5 +33,41 @@ func TestCreateRemove(t *testing.T) {
 	}
 	if err := Remove(p); err != nil {
 		t.Errorf("second Remove: %v", err)
+	}
+}
+
+func TestPinIPCAndUTS(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	dir := t.TempDir()
+	paths := map[int]string{unix.CLONE_NEWIPC: filepath.Join(dir, "ipc"), unix.CLONE_NEWUTS: filepath.Join(dir, "uts")}
+	if err := Pin(paths, func() error { return unix.Sethostname([]byte("pinned-pod")) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		if !IsMounted(p) {
+			t.Errorf("%s not pinned", p)
+		}
+	}
+	var name string
+	if err := DoIn(paths[unix.CLONE_NEWUTS], unix.CLONE_NEWUTS, func() error {
+		var u unix.Utsname
+		if err := unix.Uname(&u); err != nil {
+			return err
+		}
+		name = unix.ByteSliceToString(u.Nodename[:])
+		return nil
+	}); err != nil || name != "pinned-pod" {
+		t.Errorf("host name in the pinned UTS namespace = %q, %v", name, err)
+	}
+	host, _ := os.Hostname()
+	if host == "pinned-pod" {
+		t.Errorf("the host's name changed")
+	}
+	for _, p := range paths {
+		if err := Remove(p); err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -60,6 +60,9 @@ type SandboxFacts struct {
 	HostsPath                     string // bound at /etc/hosts unless "" or the container mounts it
 	ResolvConfPath                string // bound at /etc/resolv.conf, same rule
 	ShmPath                       string // the pod's /dev/shm; "" with host IPC (the host's is bound)
+	InfraLess                     bool   // the pod has no pause process (and shares no PID namespace)
+	IPCNSPath                     string // pinned IPC namespace of an infra-less pod
+	UTSNSPath                     string // pinned UTS namespace of an infra-less pod
 	CgroupParent                  string
 }
 
@@ -291,27 +294,36 @@ func containerNamespaces(ns *runtimeapi.NamespaceOption, sb SandboxFacts, target
 		return fmt.Sprintf("/proc/%d/ns/%s", sb.Pid, kind)
 	}
 
+	// A pinned namespace path wins over the infra process's /proc entry (infra-less
+	// pods have no such process).
+	pinnedOr := func(path, kind string) string {
+		if path != "" {
+			return path
+		}
+		return sandboxNS(kind)
+	}
 	switch {
 	case sb.HostNetwork:
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))
-	case sb.NetNSPath != "":
-		join(specs.NetworkNamespace, sb.NetNSPath)
-		join(specs.UTSNamespace, sandboxNS("uts"))
 	default:
-		join(specs.NetworkNamespace, sandboxNS("net"))
-		join(specs.UTSNamespace, sandboxNS("uts"))
+		join(specs.NetworkNamespace, pinnedOr(sb.NetNSPath, "net"))
+		join(specs.UTSNamespace, pinnedOr(sb.UTSNSPath, "uts"))
 	}
 	if sb.HostIPC {
 		opts = append(opts, oci.WithHostNamespace(specs.IPCNamespace))
 	} else {
-		join(specs.IPCNamespace, sandboxNS("ipc"))
+		join(specs.IPCNamespace, pinnedOr(sb.IPCNSPath, "ipc"))
 	}
 
 	switch ns.GetPid() {
 	case runtimeapi.NamespaceMode_POD:
-		if sb.HostPID {
+		switch {
+		case sb.HostPID:
 			opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
-		} else {
+		case sb.InfraLess:
+			// A pod without a pause process does not share a PID namespace (that is
+			// why it has none): the container gets its own.
+		default:
 			join(specs.PIDNamespace, sandboxNS("pid"))
 		}
 	case runtimeapi.NamespaceMode_CONTAINER:

@@ -174,3 +174,33 @@ func validateSysctls(sysctls map[string]string, hostNet, hostIPC bool) error {
 	}
 	return nil
 }
+
+// InfraLessSandboxSpec is the spec recorded for a pod without a pause process: no
+// process runs it; it carries the pod's identity for tools reading containerd. Its
+// sysctls are checked as for a pause container.
+func InfraLessSandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig) (*specs.Spec, error) {
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if nsOpts.GetUsernsOptions() != nil && nsOpts.GetUsernsOptions().GetMode() == runtimeapi.NamespaceMode_POD {
+		return nil, fmt.Errorf("pod user namespaces (hostUsers: false) are not supported: %w", errdefs.ErrNotImplemented)
+	}
+	if err := validateSysctls(cfg.GetLinux().GetSysctls(), nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE, nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE); err != nil {
+		return nil, err
+	}
+	for k := range cfg.GetLinux().GetSysctls() {
+		if !namespacedSysctl(k) {
+			return nil, fmt.Errorf("sysctl %q is not namespaced: it would change the node: %w", k, errdefs.ErrInvalidArgument)
+		}
+	}
+	return &specs.Spec{
+		Version:     specs.Version,
+		Hostname:    cfg.GetHostname(),
+		Annotations: SandboxAnnotations(id, cfg),
+		Linux:       &specs.Linux{CgroupsPath: CgroupsPath(cfg.GetLinux().GetCgroupParent(), id), Sysctl: cfg.GetLinux().GetSysctls()},
+	}, nil
+}
+
+// namespacedSysctl: the sysctls a pod may set (network, IPC), as runc allows them.
+func namespacedSysctl(k string) bool {
+	return strings.HasPrefix(k, "net.") || strings.HasPrefix(k, "kernel.shm") || strings.HasPrefix(k, "kernel.msg") ||
+		k == "kernel.sem" || strings.HasPrefix(k, "fs.mqueue.")
+}

@@ -86,9 +86,17 @@ func (s *Service) load(ctx context.Context, c containerd.Container) *Sandbox {
 			st = Status{State: StateNotReady}
 		}
 	}
-	// The task is the truth about whether the infra process runs.
+	// The task is the truth about whether the infra process runs; without one, the
+	// pinned namespaces are (a reboot removes them).
 	running := false
-	if task, err := c.Task(ctx, nil); err == nil {
+	if sb.InfraLess {
+		running = true
+		for _, p := range []string{sb.NetNSPath, sb.IPCNSPath, sb.UTSNSPath} {
+			if p != "" && !netns.IsMounted(p) {
+				running = false
+			}
+		}
+	} else if task, err := c.Task(ctx, nil); err == nil {
 		if ts, err := task.Status(ctx); err == nil && ts.Status == containerd.Running {
 			running = true
 			st.Pid = task.Pid()
@@ -133,7 +141,7 @@ func (s *Service) gc(ctx context.Context) {
 			p := filepath.Join(dir, e.Name())
 			klog.InfoS("Removing leftover of an unfinished sandbox", "path", p)
 			if e.IsDir() {
-				_ = unmountAll(filepath.Join(p, "shm"))
+				unmountUnder(p)
 				_ = os.RemoveAll(p)
 			} else {
 				_ = netns.Remove(p)
@@ -161,7 +169,7 @@ func (s *Service) Watch(ctx context.Context) {
 // the event stream was down).
 func (s *Service) recheck(ctx context.Context) {
 	for _, sb := range s.store.List() {
-		if sb.Status().State != StateReady {
+		if sb.Status().State != StateReady || sb.InfraLess {
 			continue
 		}
 		c, err := s.client.LoadContainer(ctx, sb.ID)

@@ -60,7 +60,12 @@ type Metadata struct {
 	CNIResult      json.RawMessage              `json:"cniResult,omitempty"`
 	Dir            string                       `json:"dir"`               // hostname, hosts, resolv.conf
 	ShmPath        string                       `json:"shmPath,omitempty"` // pod /dev/shm tmpfs
-	CreatedAt      int64                        `json:"createdAt"`         // unix nanoseconds
+	// InfraLess pods have no pause process: their IPC and UTS namespaces are pinned
+	// by bind mounts at these paths (empty when the pod uses the host's).
+	InfraLess bool   `json:"infraLess,omitempty"`
+	IPCNSPath string `json:"ipcnsPath,omitempty"`
+	UTSNSPath string `json:"utsnsPath,omitempty"`
+	CreatedAt int64  `json:"createdAt"` // unix nanoseconds
 }
 
 // Status is the sandbox's mutable state, persisted in its status file.

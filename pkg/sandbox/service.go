@@ -19,6 +19,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -45,6 +47,7 @@ type Options struct {
 	Handlers       map[string]config.RuntimeHandler
 	DefaultHandler string
 	Events         *events.Broadcaster // lifecycle events (may be nil)
+	PauseContainer string              // "auto" or "always" (config runtime.pause_container)
 }
 
 // Hooks let the container service act on a pod's containers without this package
@@ -255,28 +258,36 @@ func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		return r.res, r.err
 	}
 
-	img, err := s.images.EnsureSandboxImage(ctx)
-	if err == nil {
-		err = failpoint.Hit("sandbox/run/image")
+	// A pod whose containers share one PID namespace needs a process to hold it and
+	// reap zombies: the pause container. Others keep their namespaces pinned by bind
+	// mounts, with no process at all.
+	sb.InfraLess = s.opts.PauseContainer != "always" &&
+		cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() != runtimeapi.NamespaceMode_POD
+	var img *keelsonimages.Image
+	var spec *specs.Spec
+	var err error
+	if sb.InfraLess {
+		spec, err = oci.InfraLessSandboxSpec(id, cfg)
+	} else {
+		img, err = s.images.EnsureSandboxImage(ctx)
+		if err == nil {
+			err = failpoint.Hit("sandbox/run/image")
+		}
+		if err == nil {
+			sb.Image = img.ID
+			spec, err = oci.SandboxSpec(namespaces.WithNamespace(ctx, s.conn.Namespace), oci.SandboxInput{
+				ID: id, Config: cfg, Image: img.Spec.Config, NetNSPath: sb.NetNSPath, OwnOOM: s.ownOOM,
+			})
+		}
 	}
-	if err != nil {
-		waitNet()
-		return "", err
-	}
-	sb.Image = img.ID
-	spec, err := oci.SandboxSpec(namespaces.WithNamespace(ctx, s.conn.Namespace), oci.SandboxInput{
-		ID: id, Config: cfg, Image: img.Spec.Config, NetNSPath: sb.NetNSPath, OwnOOM: s.ownOOM,
-	})
 	if err != nil {
 		waitNet()
 		return "", err
 	}
 
 	steps.push("remove sandbox files", func(ctx context.Context) error {
-		if sb.ShmPath != "" {
-			if err := unmountAll(sb.ShmPath); err != nil {
-				return err
-			}
+		if err := s.unpin(sb); err != nil {
+			return err
 		}
 		return errors.Join(os.RemoveAll(s.stateDir(id)), os.RemoveAll(sb.Dir))
 	})
@@ -290,6 +301,16 @@ func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		waitNet()
 		return "", err
 	}
+	if sb.InfraLess {
+		if err := s.pinNamespaces(sb); err != nil {
+			waitNet()
+			return "", err
+		}
+		if err := failpoint.Hit("sandbox/run/namespaces"); err != nil {
+			waitNet()
+			return "", err
+		}
+	}
 
 	res, err := waitNet()
 	if err != nil {
@@ -297,6 +318,12 @@ func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	}
 	if res != nil {
 		sb.IPs, sb.CNIResult = res.IPs, res.Raw
+	}
+	if sb.InfraLess && sb.NetNSPath != "" {
+		// runc applies a pause container's sysctls; without one, keelson does.
+		if err := applySysctls(sb.NetNSPath, unix.CLONE_NEWNET, cfg.GetLinux().GetSysctls(), isNetSysctl); err != nil {
+			return "", err
+		}
 	}
 	if err := writeFiles(sb.Dir, cfg, hostNet, sb.IPs); err != nil {
 		return "", fmt.Errorf("writing sandbox files: %w", err)
@@ -310,10 +337,33 @@ func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	specJSON, _ := json.Marshal(spec)
 	sb.spec = specJSON
 
-	image := containerd.NewImageWithPlatform(s.client, images.Image{Name: img.ID, Target: img.Target}, platforms.Default())
 	labels := map[string]string{
 		LabelKind: KindSandbox, labelPodName: md.Name, labelPodNS: md.Namespace, labelPodUID: md.Uid,
 	}
+	if sb.InfraLess {
+		// The durable record only: no snapshot, no task.
+		if _, err := s.client.NewContainer(ctx, id,
+			containerd.WithRuntime(handler.RuntimeType, runtimeOptions(handler)),
+			containerd.WithSpec(spec),
+			containerd.WithContainerLabels(labels),
+			containerd.WithContainerExtension(ExtensionKey, &sb.Metadata),
+		); err != nil {
+			return "", fmt.Errorf("recording the sandbox: %w", err)
+		}
+		steps.push("delete sandbox record", func(ctx context.Context) error {
+			err := s.client.ContainerService().Delete(ctx, id)
+			if errdefs.IsNotFound(err) {
+				return nil
+			}
+			return err
+		})
+		if err := failpoint.Hit("sandbox/run/container"); err != nil {
+			return "", err
+		}
+		sb.status = Status{State: StateReady}
+		return s.finishRun(sb, log)
+	}
+	image := containerd.NewImageWithPlatform(s.client, images.Image{Name: img.ID, Target: img.Target}, platforms.Default())
 	container, err := s.client.NewContainer(ctx, id,
 		containerd.WithSnapshotter(s.opts.Snapshotter),
 		containerd.WithNewSnapshot(id, image),
@@ -357,18 +407,23 @@ func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		return "", err
 	}
 	sb.status = Status{State: StateReady, Pid: task.Pid()}
+	return s.finishRun(sb, log)
+}
+
+// finishRun records a started sandbox and makes it visible.
+func (s *Service) finishRun(sb *Sandbox, log klog.Logger) (string, error) {
 	if err := s.persist(sb); err != nil {
 		return "", err
 	}
-	s.store.Put(id, sb)
+	s.store.Put(sb.ID, sb)
 	if err := failpoint.Hit("sandbox/run/done"); err != nil {
-		s.store.Delete(id)
+		s.store.Delete(sb.ID)
 		return "", err
 	}
 	s.publish(events.Created, sb)
 	s.publish(events.Started, sb)
-	log.V(2).Info("Pod sandbox running", "ips", sb.IPs, "pid", task.Pid())
-	return id, nil
+	log.V(2).Info("Pod sandbox running", "ips", sb.IPs, "pid", sb.status.Pid, "infraLess", sb.InfraLess)
+	return sb.ID, nil
 }
 
 func (s *Service) publish(t events.Type, sb *Sandbox) {
@@ -491,6 +546,9 @@ func (s *Service) stopLocked(ctx context.Context, sb *Sandbox) error {
 
 // stopInfra kills and deletes the infra task, if any.
 func (s *Service) stopInfra(ctx context.Context, sb *Sandbox) error {
+	if sb.InfraLess {
+		return nil
+	}
 	container, err := s.client.LoadContainer(ctx, sb.ID)
 	if errdefs.IsNotFound(err) {
 		return nil
@@ -544,6 +602,9 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 		if err := netns.Remove(sb.NetNSPath); err != nil {
 			return err
 		}
+	}
+	if err := s.unpin(sb); err != nil {
+		return err
 	}
 	if err := failpoint.Hit("sandbox/remove/netns"); err != nil {
 		return err

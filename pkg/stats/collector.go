@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/container"
+	"github.com/keelson/keelson/pkg/netns"
 	"github.com/keelson/keelson/pkg/sandbox"
 )
 
@@ -59,6 +60,7 @@ type target struct {
 	running   bool   // container RUNNING, sandbox READY
 	pid       uint32 // infra task's pid (pods)
 	netns     bool   // the pod has its own network namespace
+	netnsPath string // where it is pinned (read there when there is no infra process)
 }
 
 // Collector samples all tasks periodically and answers from its cache.
@@ -178,7 +180,7 @@ func targets(src Sources) []target {
 			st := sb.Status()
 			out = append(out, target{
 				id: sb.ID, sandboxID: sb.ID, pod: true,
-				running: st.State == sandbox.StateReady, pid: st.Pid, netns: sb.NetNSPath != "",
+				running: st.State == sandbox.StateReady, pid: st.Pid, netns: sb.NetNSPath != "", netnsPath: sb.NetNSPath,
 			})
 		}
 	}
@@ -330,8 +332,8 @@ func (c *Collector) sampleTasks(ctx context.Context, scope map[string]bool) []ta
 	// Pod networks, from the infra process's view of /proc.
 	nets := map[string]*Network{}
 	for _, t := range in {
-		if t.pod && t.running && t.netns && t.pid > 0 {
-			if n, err := c.readNetwork(t.pid); err == nil {
+		if t.pod && t.running && t.netns && (t.pid > 0 || t.netnsPath != "") {
+			if n, err := c.readNetwork(t); err == nil {
 				nets[t.id] = n
 			} else {
 				klog.V(4).InfoS("Reading pod network counters", "podSandboxID", t.id, "err", err)
@@ -554,15 +556,31 @@ func (c *Collector) forget(all []target) {
 	}
 }
 
-func (c *Collector) readNetwork(pid uint32) (*Network, error) {
-	f, err := os.Open(filepath.Join(c.procRoot, strconv.FormatUint(uint64(pid), 10), "net", "dev"))
+// readNetwork reads a pod's interface counters: through its infra process, or from
+// inside its pinned network namespace when it has none.
+func (c *Collector) readNetwork(t target) (*Network, error) {
+	path := filepath.Join(c.procRoot, strconv.FormatUint(uint64(t.pid), 10), "net", "dev")
+	var ifs []Interface
+	read := func() error {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if ifs, err = parseNetDev(f); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return nil
+	}
+	var err error
+	if t.pid > 0 {
+		err = read()
+	} else {
+		path = "/proc/thread-self/net/dev"
+		err = netns.Do(t.netnsPath, read)
+	}
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	ifs, err := parseNetDev(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", f.Name(), err)
 	}
 	return &Network{Timestamp: time.Now(), Interfaces: ifs}, nil
 }

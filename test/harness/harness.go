@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/keelson/keelson/pkg/doctor"
 	"github.com/keelson/keelson/test/registry"
 )
 
@@ -383,6 +384,16 @@ func (k *Keelson) ContainerdPids() []int {
 }
 
 func (k *Keelson) cleanup() {
+	// A failed test may leave pods: remove them through keelson while it runs, so
+	// CNI DEL releases their IPs and iptables rules.
+	select {
+	case <-k.exited:
+	default:
+		if k.Runtime != nil {
+			k.removeAllPods()
+		}
+	}
+	defer k.sweepIPTables()
 	if k.conn != nil {
 		k.conn.Close()
 		k.conn = nil
@@ -445,4 +456,46 @@ func ProcessAlive(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+func (k *Keelson) removeAllPods() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ps, err := k.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return
+	}
+	for _, p := range ps.Items {
+		_, _ = k.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.Id})
+		_, _ = k.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.Id})
+	}
+}
+
+// sweepIPTables deletes iptables rules (and their chains) tagged with this instance's
+// network name: the last resort when a test could not remove its pods.
+func (k *Keelson) sweepIPTables() {
+	tag := fmt.Sprintf(`name: \"%s\"`, k.Bridge)
+	for _, table := range []string{"nat", "filter"} {
+		out, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			continue
+		}
+		chains := map[string]bool{}
+		for _, line := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(line, "-A ") || !strings.Contains(line, tag) {
+				continue
+			}
+			args := doctor.SplitRule(strings.TrimPrefix(line, "-A "))
+			_ = exec.Command("iptables", append([]string{"-w", "-t", table, "-D"}, args...)...).Run()
+			for i, a := range args {
+				if (a == "-j" || a == "-g") && i+1 < len(args) && strings.HasPrefix(args[i+1], "CNI-") && !strings.HasPrefix(args[i+1], "CNI-HOSTPORT") {
+					chains[args[i+1]] = true
+				}
+			}
+		}
+		for c := range chains {
+			_ = exec.Command("iptables", "-w", "-t", table, "-F", c).Run()
+			_ = exec.Command("iptables", "-w", "-t", table, "-X", c).Run()
+		}
+	}
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -235,7 +236,8 @@ func TestContainerLifecycle(t *testing.T) {
 
 func TestContainerExitCodesAndOOM(t *testing.T) {
 	k := containerTestKeelson(t)
-	p := newPod(t, k, "exits")
+	// With a shared PID namespace the shell is not PID 1, so it can kill itself.
+	p := newPod(t, k, "exits", func(c *runtimeapi.PodSandboxConfig) { withPause(c) })
 	for _, tc := range []struct {
 		name   string
 		cmd    []string
@@ -609,7 +611,8 @@ func TestPodNetworkFromContainers(t *testing.T) {
 	}
 	gw := strings.TrimSuffix(k.Subnet, "0/24") + "1"
 	if got, err := httpGet("http://" + gw + ":38090/port"); err != nil || !strings.Contains(got, "GET /port") {
-		t.Errorf("server via the host port: %q %v", got, err)
+		out, _ := exec.Command("sh", "-c", "iptables-save -t nat | grep -E '38090|"+ip+"'; ip route get "+ip+"; ip addr show "+k.Bridge).CombinedOutput()
+		t.Errorf("server via the host port: %q %v\n%s", got, err, out)
 	}
 	// Containers of one pod share its network, hostname and DNS config.
 	if r := execSync(t, k, client, 5, "wget", "-qO-", "http://127.0.0.1:8080/local"); !strings.Contains(string(r.Stdout), "GET /local") {

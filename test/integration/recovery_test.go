@@ -19,7 +19,7 @@ import (
 var crashPoints = []string{
 	"sandbox/run/reserved", "sandbox/run/netns", "sandbox/run/cni", "sandbox/run/image",
 	"sandbox/run/shm", "sandbox/run/files", "sandbox/run/container", "sandbox/run/task",
-	"sandbox/run/started", "sandbox/run/done",
+	"sandbox/run/started", "sandbox/run/done", "sandbox/run/namespaces",
 	"container/create/reserved", "container/create/spec", "container/create/container", "container/create/done",
 	"container/start/io", "container/start/task", "container/start/started",
 	"sandbox/stop/containers", "sandbox/stop/infra", "sandbox/stop/network",
@@ -27,10 +27,14 @@ var crashPoints = []string{
 }
 
 // podFlow is what kubelet does for a pod of one container, start to end. It stops at
-// the first error (the crash).
-func podFlow(t *testing.T, k *harness.Keelson, name string, attempt uint32) error {
+// the first error (the crash). Pods with a pause process go through the pause steps,
+// the others through the namespace pinning.
+func podFlow(t *testing.T, k *harness.Keelson, name string, attempt uint32, pause bool) error {
 	ctx := harness.Ctx(t)
 	cfg := podConfig(k, name)
+	if pause {
+		withPause(cfg)
+	}
 	cfg.Metadata.Attempt = attempt
 	cfg.PortMappings = []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: 38084}}
 	run, err := k.Runtime.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
@@ -94,7 +98,8 @@ func TestCrashAtEveryStepLeavesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			k.Start(harness.Options{Registry: reg, Env: []string{"KEELSON_FAILPOINTS=" + fp + "=crash"}})
-			err := podFlow(t, k, "crash", 0)
+			pause := fp != "sandbox/run/namespaces"
+			err := podFlow(t, k, "crash", 0, pause)
 			if err == nil {
 				t.Fatalf("the flow never reached %s", fp)
 			}
@@ -106,7 +111,7 @@ func TestCrashAtEveryStepLeavesNothing(t *testing.T) {
 			k.Start(harness.Options{Registry: reg})
 			cleanupLikeKubelet(t, k)
 			// The retry of a new attempt works end to end after the crash.
-			if err := podFlow(t, k, "crash", uint32(i+1)); err != nil {
+			if err := podFlow(t, k, "crash", uint32(i+1), pause); err != nil {
 				t.Fatalf("flow after the crash at %s: %v", fp, err)
 			}
 			k.CheckNoLeaks(t)

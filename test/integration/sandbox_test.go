@@ -33,8 +33,9 @@ func podConfig(k *harness.Keelson, name string) *runtimeapi.PodSandboxConfig {
 		Labels:      map[string]string{"app": name, "suite": "sandbox"},
 		Annotations: map[string]string{"note": "keelson-test"},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			CgroupParent:    k.CgroupParent,
-			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{}},
+			CgroupParent: k.CgroupParent,
+			// As kubelet sends it for a pod without shareProcessNamespace.
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}},
 		},
 	}
 }
@@ -80,6 +81,30 @@ func dial(addr string) (string, error) {
 	return string(b), err
 }
 
+// withPause makes a pod share one PID namespace among its containers, which gives
+// it a pause process (the other pods have none).
+func withPause(cfg *runtimeapi.PodSandboxConfig) *runtimeapi.PodSandboxConfig {
+	cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	return cfg
+}
+
+// podHostname reads the UTS host name of a pod: through its pause process, or in its
+// pinned UTS namespace.
+func podHostname(info map[string]any) (string, error) {
+	if pid := pidOf(info); pid > 0 {
+		return harness.Hostname(pid)
+	}
+	ns, _ := info["namespaces"].(map[string]any)
+	path, _ := ns["uts"].(string)
+	var name string
+	err := harness.InNamespace(path, syscall.CLONE_NEWUTS, func() error {
+		var err error
+		name, err = os.Hostname()
+		return err
+	})
+	return name, err
+}
+
 func pidOf(info map[string]any) int {
 	f, _ := info["pid"].(float64)
 	return int(f)
@@ -106,7 +131,7 @@ func TestPodSandboxLifecycle(t *testing.T) {
 	if errA != nil || errB != nil || !subnet.Contains(ipA) || !subnet.Contains(ipB) || ipA == ipB {
 		t.Fatalf("pod IPs %v %v: want two different addresses in %s", stA.Network, stB.Network, subnet)
 	}
-	if pidOf(infoA) == 0 || infoA["runtimeSpec"] == nil || infoA["cniResult"] == nil {
+	if infoA["infraLess"] != true || infoA["runtimeSpec"] == nil || infoA["cniResult"] == nil {
 		t.Errorf("verbose info lacks pid, spec or CNI result: %v", infoA)
 	}
 
@@ -125,7 +150,7 @@ func TestPodSandboxLifecycle(t *testing.T) {
 	if h, _ := os.ReadFile(filepath.Join(dir, "hostname")); string(h) != "pod-a\n" {
 		t.Errorf("hostname file = %q", h)
 	}
-	if name, err := harness.Hostname(pidOf(infoA)); err != nil || name != "pod-a" {
+	if name, err := podHostname(infoA); err != nil || name != "pod-a" {
 		t.Errorf("UTS host name = %q, %v", name, err)
 	}
 
@@ -206,7 +231,7 @@ func TestPodSandboxLifecycle(t *testing.T) {
 
 func TestHostNetworkPod(t *testing.T) {
 	k := startWithRegistry(t, reg)
-	cfg := podConfig(k, "hostnet")
+	cfg := withPause(podConfig(k, "hostnet"))
 	cfg.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
 	id := runPod(t, k, cfg)
 	st, info := podStatus(t, k, id)
@@ -281,7 +306,7 @@ func TestSandboxFailuresLeaveNothing(t *testing.T) {
 	harness.RequireRoot(t)
 	t.Run("missing sandbox image", func(t *testing.T) {
 		k := startWithRegistry(t, reg, func(o *harness.Options) { o.SandboxImage = "registry.k8s.io/pause:0.0-missing" })
-		_, err := k.Runtime.RunPodSandbox(harness.Ctx(t), &runtimeapi.RunPodSandboxRequest{Config: podConfig(k, "noimage")})
+		_, err := k.Runtime.RunPodSandbox(harness.Ctx(t), &runtimeapi.RunPodSandboxRequest{Config: withPause(podConfig(k, "noimage"))})
 		if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "pause:0.0-missing") {
 			t.Errorf("RunPodSandbox: %v, want NotFound naming the image", err)
 		}
@@ -331,7 +356,8 @@ func TestSandboxFailuresLeaveNothing(t *testing.T) {
 
 func TestSandboxSurvivesRestart(t *testing.T) {
 	k := startWithRegistry(t, reg)
-	id := runPod(t, k, podConfig(k, "survivor"))
+	id := runPod(t, k, withPause(podConfig(k, "survivor")))
+	light := runPod(t, k, podConfig(k, "survivor-without-pause"))
 	st0, info0 := podStatus(t, k, id)
 
 	for _, how := range []string{"SIGTERM", "kill -9"} {
@@ -347,9 +373,12 @@ func TestSandboxSurvivesRestart(t *testing.T) {
 		if st.State != runtimeapi.PodSandboxState_SANDBOX_READY || st.Network.GetIp() != st0.Network.GetIp() || pidOf(info) != pidOf(info0) {
 			t.Fatalf("after %s: %+v pid %d (was %+v pid %d)", how, st, pidOf(info), st0, pidOf(info0))
 		}
+		if st, _ := podStatus(t, k, light); st.State != runtimeapi.PodSandboxState_SANDBOX_READY {
+			t.Fatalf("pod without pause after %s: %v", how, st.State)
+		}
 	}
 	// The name stays reserved across restarts.
-	if _, err := k.Runtime.RunPodSandbox(harness.Ctx(t), &runtimeapi.RunPodSandboxRequest{Config: podConfig(k, "survivor")}); status.Code(err) != codes.AlreadyExists {
+	if _, err := k.Runtime.RunPodSandbox(harness.Ctx(t), &runtimeapi.RunPodSandboxRequest{Config: withPause(podConfig(k, "survivor"))}); status.Code(err) != codes.AlreadyExists {
 		t.Errorf("duplicate after restart: %v", err)
 	}
 	// The infra process dying makes the sandbox NOTREADY.
@@ -368,6 +397,7 @@ func TestSandboxSurvivesRestart(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	stopAndRemovePod(t, k, id)
+	stopAndRemovePod(t, k, light)
 	k.CheckNoLeaks(t)
 }
 
@@ -375,7 +405,7 @@ func TestSandboxSurvivesRestart(t *testing.T) {
 // other tests means nothing.
 func TestLeakCheckerSeesARunningPod(t *testing.T) {
 	k := startWithRegistry(t, reg)
-	cfg := podConfig(k, "leaky")
+	cfg := withPause(podConfig(k, "leaky"))
 	cfg.PortMappings = []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: 38082}}
 	id := runPod(t, k, cfg)
 	leaks := strings.Join(k.Leaks(t), "\n")

@@ -1,0 +1,126 @@
+package netns
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// Pin creates new namespaces of the given types (unix.CLONE_NEWIPC |
+// unix.CLONE_NEWUTS ...) and bind-mounts each at paths[type]. inside runs in the new
+// namespaces before they are pinned (to set a host name, write sysctls). On failure
+// nothing is left at the paths. This is what lets a pod keep its namespaces without a
+// pause process.
+func Pin(paths map[int]string, inside func() error) (retErr error) {
+	flags := 0
+	for t, p := range paths {
+		flags |= t
+		if err := os.MkdirAll(filepath.Dir(p), 0o711); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+		if err != nil {
+			return fmt.Errorf("creating namespace mount point: %w", err)
+		}
+		f.Close()
+	}
+	defer func() {
+		if retErr != nil {
+			for _, p := range paths {
+				_ = Remove(p)
+			}
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() {
+		// The thread moves back to its own namespaces afterwards; if it cannot, it
+		// stays locked and Go discards it rather than run other code in the pod's.
+		runtime.LockOSThread()
+		tid := unix.Gettid()
+		origs := map[int]*os.File{}
+		for t := range paths {
+			f, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/%s", tid, nsName(t)))
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer f.Close()
+			origs[t] = f
+		}
+		errc <- func() error {
+			if err := unix.Unshare(flags); err != nil {
+				return fmt.Errorf("unshare: %w", err)
+			}
+			if inside != nil {
+				if err := inside(); err != nil {
+					return err
+				}
+			}
+			for t, p := range paths {
+				src := fmt.Sprintf("/proc/self/task/%d/ns/%s", tid, nsName(t))
+				if err := unix.Mount(src, p, "none", unix.MS_BIND, ""); err != nil {
+					return fmt.Errorf("pinning namespace at %s: %w", p, err)
+				}
+			}
+			return nil
+		}()
+		for t, f := range origs {
+			if err := unix.Setns(int(f.Fd()), t); err != nil {
+				return // stay locked: discarded
+			}
+		}
+		runtime.UnlockOSThread()
+	}()
+	return <-errc
+}
+
+// DoIn runs fn on a thread inside the namespace of type nstype pinned at path, and
+// moves the thread back afterwards (or lets Go discard it).
+func DoIn(path string, nstype int, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/%s", unix.Gettid(), nsName(nstype)))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("opening namespace %s: %w", path, err)
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), nstype); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("entering namespace %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), nstype); err == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+func nsName(t int) string {
+	switch t {
+	case unix.CLONE_NEWNET:
+		return "net"
+	case unix.CLONE_NEWIPC:
+		return "ipc"
+	case unix.CLONE_NEWUTS:
+		return "uts"
+	case unix.CLONE_NEWPID:
+		return "pid"
+	}
+	return "mnt"
+}

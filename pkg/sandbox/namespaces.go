@@ -1,0 +1,106 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+
+	"github.com/keelson/keelson/pkg/netns"
+)
+
+// pinNamespaces makes an infra-less pod's IPC and UTS namespaces (unless it uses the
+// host's), sets its host name and IPC sysctls inside them, and pins them.
+func (s *Service) pinNamespaces(sb *Sandbox) error {
+	paths := map[int]string{}
+	if !sb.HostIPC() {
+		sb.IPCNSPath = filepath.Join(s.stateDir(sb.ID), "ns", "ipc")
+		paths[unix.CLONE_NEWIPC] = sb.IPCNSPath
+	}
+	if !sb.HostNetwork() {
+		sb.UTSNSPath = filepath.Join(s.stateDir(sb.ID), "ns", "uts")
+		paths[unix.CLONE_NEWUTS] = sb.UTSNSPath
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	sysctls := sb.Config.GetLinux().GetSysctls()
+	return netns.Pin(paths, func() error {
+		if sb.UTSNSPath != "" {
+			if h := sb.Config.GetHostname(); h != "" {
+				if err := unix.Sethostname([]byte(h)); err != nil {
+					return fmt.Errorf("setting the pod's host name %q: %w", h, err)
+				}
+			}
+		}
+		if sb.IPCNSPath != "" {
+			return writeSysctls(sysctls, isIPCSysctl)
+		}
+		return nil
+	})
+}
+
+// unpin removes an infra-less pod's pinned IPC and UTS namespaces and its /dev/shm.
+func (s *Service) unpin(sb *Sandbox) error {
+	var errs []error
+	for _, p := range []string{sb.IPCNSPath, sb.UTSNSPath} {
+		if p != "" {
+			errs = append(errs, netns.Remove(p))
+		}
+	}
+	if sb.ShmPath != "" {
+		errs = append(errs, unmountAll(sb.ShmPath))
+	}
+	return errors.Join(errs...)
+}
+
+func isNetSysctl(k string) bool { return strings.HasPrefix(k, "net.") }
+
+func isIPCSysctl(k string) bool {
+	return strings.HasPrefix(k, "kernel.shm") || strings.HasPrefix(k, "kernel.msg") || k == "kernel.sem" || strings.HasPrefix(k, "fs.mqueue.")
+}
+
+// applySysctls writes the sysctls that match into the namespace pinned at path.
+func applySysctls(path string, nstype int, sysctls map[string]string, match func(string) bool) error {
+	if len(sysctls) == 0 {
+		return nil
+	}
+	return netns.DoIn(path, nstype, func() error { return writeSysctls(sysctls, match) })
+}
+
+// writeSysctls writes the matching sysctls through /proc/sys, which shows the
+// namespaces of the calling thread.
+func writeSysctls(sysctls map[string]string, match func(string) bool) error {
+	for k, v := range sysctls {
+		if !match(k) {
+			continue
+		}
+		p := filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/"))
+		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s=%s: %v: %w", k, v, err, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// unmountUnder unmounts every mount at or below dir (pinned namespaces, /dev/shm).
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var mounts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			mounts = append(mounts, f[4])
+		}
+	}
+	for i := len(mounts) - 1; i >= 0; i-- { // deepest mounted last, unmounted first
+		_ = unix.Unmount(mounts[i], unix.MNT_DETACH)
+	}
+}
