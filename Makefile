@@ -10,7 +10,7 @@ SOCKET ?= /run/keelson/keelson.sock
 # Integration tests share 2 cores with containerd and runc; one package at a time.
 TEST_FLAGS ?= -count=1 -p 1 -timeout 80m
 
-.PHONY: all build deps k8s run test unit integration e2e vet fmt clean
+.PHONY: all build deps k8s run test unit integration e2e bench bench-smoke vet fmt clean
 
 all: build
 
@@ -31,7 +31,7 @@ run: deps build
 	exec ./$(BIN) --socket $(SOCKET)
 
 ## test: everything, exactly as CI runs it (root)
-test: deps k8s vet unit integration e2e
+test: deps k8s vet unit integration e2e bench-smoke
 
 ## k8s: kubelet, kube-apiserver, kubectl and etcd for the e2e tests (cached under the prefix)
 k8s:
@@ -51,6 +51,14 @@ integration:
 ## e2e: keelson under a real kubelet, standalone and with a one-node control plane
 e2e:
 	go test $(TEST_FLAGS) -v ./test/e2e/... 2>&1 | grep -E '^(=== RUN|--- |    --- |ok|FAIL|PASS|e2e:)|_test.go:'; exit $${PIPESTATUS[0]}
+
+## bench: keelson and containerd's built-in CRI side by side (see README, Performance)
+bench: deps
+	go run ./hack/bench --json bench.json
+
+## bench-smoke: the benchmark end to end with a few iterations (no timing assertions)
+bench-smoke:
+	go run ./hack/bench --smoke
 
 clean:
 	rm -rf bin

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	goruntime "runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -138,6 +139,11 @@ func run(args []string) int {
 	setLevel := func(level int) { _ = klogFlags.Set("v", strconv.Itoa(level)) }
 	defer klog.Flush()
 
+	// A daemon that keeps its state in memory and lives for months: trade a little
+	// CPU in the collector for a smaller heap (GOGC in the environment still wins).
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	klog.InfoS("Loading config", "file", o.configPath)
 	cfg, err := o.load()
 	if err != nil {

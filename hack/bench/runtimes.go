@@ -30,8 +30,9 @@ type runtime struct {
 	img          runtimeapi.ImageServiceClient
 	conn         *grpc.ClientConn
 	procs        []*exec.Cmd
-	// pids whose RSS and CPU count as this runtime's cost.
-	costPids func() []int
+	// pids whose RSS and CPU count as this runtime's cost: the CRI server alone, and
+	// with the containerd under it (the same process for containerd's CRI).
+	selfPids, costPids func() []int
 }
 
 func (r *runtime) dial() error {
@@ -116,6 +117,7 @@ state_dir = %q
 		return nil, err
 	}
 	r.procs = append(r.procs, cmd)
+	r.selfPids = func() []int { return []int{cmd.Process.Pid} }
 	r.costPids = func() []int {
 		pids := []int{cmd.Process.Pid}
 		return append(pids, pidsWithArg(filepath.Join(dir, "run", "containerd", "config.toml"))...)
@@ -186,6 +188,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.opt"]
 	}
 	r.procs = append(r.procs, cmd)
 	r.costPids = func() []int { return []int{cmd.Process.Pid} }
+	r.selfPids = r.costPids
 	return r, r.dial()
 }
 

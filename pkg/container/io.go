@@ -57,6 +57,18 @@ func (s *Service) ioCreator(c *Container) (cio.Creator, *containerIO, error) {
 		return cio.LogURI(u), nil, nil
 	}
 
+	cio0, opts, err := s.heldIO(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cio.NewCreator(opts...), cio0, nil
+}
+
+// heldIO builds keelson's side of a tty/stdin container's stdio: the CRI log writer,
+// the stdin pipe, the output streams. Used to create the task and, after a restart,
+// to attach again to the FIFOs its shim still holds.
+func (s *Service) heldIO(c *Container) (*containerIO, []cio.Opt, error) {
+	cfg := c.Config
 	cio0 := &containerIO{attached: map[int]attachment{}, closed: make(chan struct{})}
 	if c.LogPath != "" {
 		w, err := crilog.NewWriter(c.LogPath)
@@ -83,7 +95,7 @@ func (s *Service) ioCreator(c *Container) (cio.Creator, *containerIO, error) {
 		opts = append(opts, cio.WithTerminal)
 	}
 	opts = append(opts, cio.WithStreams(stdin, stdout, stderr), cio.WithFIFODir(s.fifoDir()))
-	return cio.NewCreator(opts...), cio0, nil
+	return cio0, opts, nil
 }
 
 // stream returns a writer for one output stream: into the CRI log and to attached

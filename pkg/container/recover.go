@@ -12,6 +12,7 @@ import (
 	eventstypes "github.com/containerd/containerd/api/events"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	"k8s.io/klog/v2"
@@ -100,6 +101,11 @@ func (s *Service) load(ctx context.Context, cc containerd.Container) *Container 
 			st.State, st.Pid = StateRunning, task.Pid()
 			if st.StartedAt == 0 {
 				st.StartedAt = time.Now().UnixNano()
+			}
+			if c.Config.GetTty() || c.Config.GetStdin() {
+				// keelson held this container's stdio: open its FIFOs again, so
+				// its output reaches the log and attach works.
+				s.reattach(ctx, c, cc)
 			}
 		case ts.Status == containerd.Stopped:
 			// Exited while keelson was down: the shim still holds the real status.
@@ -206,4 +212,19 @@ func (s *Service) recheck(ctx context.Context) {
 			go s.cleanupExited(c)
 		}
 	}
+}
+
+// reattach connects a new keelson-held stdio to a running container's FIFOs.
+func (s *Service) reattach(ctx context.Context, c *Container, cc containerd.Container) {
+	x, opts, err := s.heldIO(c)
+	if err != nil {
+		klog.ErrorS(err, "Reattaching container stdio", "containerID", c.ID)
+		return
+	}
+	if _, err := cc.Task(ctx, cio.NewAttach(opts...)); err != nil {
+		x.close()
+		klog.ErrorS(err, "Reattaching container stdio", "containerID", c.ID)
+		return
+	}
+	c.io = x
 }

@@ -298,7 +298,7 @@ func (s *Service) persist(c *Container) error {
 	if err != nil {
 		return err
 	}
-	return store.WriteFileAtomic(s.statusPath(c.ID), b, 0o600)
+	return store.WriteFileReplace(s.statusPath(c.ID), b, 0o600)
 }
 
 func (s *Service) setStatus(c *Container, change func(st *Status)) error {

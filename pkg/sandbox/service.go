@@ -463,7 +463,7 @@ func (s *Service) persist(sb *Sandbox) error {
 	if err != nil {
 		return err
 	}
-	return store.WriteFileAtomic(s.statusPath(sb.ID), b, 0o600)
+	return store.WriteFileReplace(s.statusPath(sb.ID), b, 0o600)
 }
 
 // setStatus changes the status in memory and on disk.

@@ -7,10 +7,23 @@ import (
 	"path/filepath"
 )
 
-// WriteFileAtomic replaces path with data so that a crash at any moment leaves either
-// the old content or the new, never a torn file: write a temporary file in the same
-// directory, fsync it, rename it over path, fsync the directory.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) (retErr error) {
+// WriteFileAtomic replaces path with data so that a crash at any moment — even of the
+// machine — leaves either the old content or the new, never a torn file: write a
+// temporary file in the same directory, fsync it, rename it over path, fsync the
+// directory.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, true)
+}
+
+// WriteFileReplace replaces path with data so that a crash of keelson at any moment
+// leaves the old content or the new (write a temporary file, rename it over path),
+// without fsync: for files under the state dir, which a machine crash (a reboot)
+// clears anyway, and which are written on every container start and exit.
+func WriteFileReplace(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, false)
+}
+
+func writeFile(path string, data []byte, perm os.FileMode, durable bool) (retErr error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -30,15 +43,20 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) (retErr error) 
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	d, err := os.Open(dir)
 	if err != nil {

@@ -652,3 +652,32 @@ func TestContainerExitWhileKeelsonDown(t *testing.T) {
 	stopAndRemovePod(t, k, p.id)
 	k.CheckNoLeaks(t)
 }
+
+// A container whose stdio keelson holds (stdin or tty) keeps logging after keelson
+// restarts: the new keelson opens the FIFOs again.
+func TestHeldStdioSurvivesRestart(t *testing.T) {
+	k := containerTestKeelson(t)
+	p := newPod(t, k, "held")
+	cfg := ctrConfig("ticker", images.Busybox, "sh", "-c", "i=0; while :; do echo tick$i; i=$((i+1)); sleep 0.1; done")
+	cfg.Stdin = true
+	id := p.run(t, cfg)
+	waitLog(t, p.logPath(cfg), "stdout:tick3")
+	for _, how := range []string{"SIGTERM", "kill -9"} {
+		if how == "SIGTERM" {
+			if err := k.Stop(30 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			k.Kill()
+		}
+		k.Start(harness.Options{Registry: reg})
+		lines, _ := crilog.ReadAll(p.logPath(cfg))
+		next := fmt.Sprintf("stdout:tick%d", len(lines)+5)
+		waitLog(t, p.logPath(cfg), next)
+		if st := ctrStatus(t, k, id); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Fatalf("after %s: %v", how, st.State)
+		}
+	}
+	stopAndRemovePod(t, k, p.id)
+	k.CheckNoLeaks(t)
+}
