@@ -37,6 +37,7 @@ var (
 	jsonOut  = flag.String("json", "", "write the results as JSON here")
 	smoke    = flag.Bool("smoke", false, "a few iterations only (for make test)")
 	keelson  = flag.String("keelson", "", "keelson binary (default: build ./cmd/agent)")
+	noLogs   = flag.Bool("no-logs", false, "containers without a log path (isolates the cost of log copying)")
 )
 
 // samples holds latencies by runtime and operation.
@@ -188,12 +189,16 @@ func (r *runtime) podConfig(name string) *runtimeapi.PodSandboxConfig {
 }
 
 func ctrConfig(name string) *runtimeapi.ContainerConfig {
-	return &runtimeapi.ContainerConfig{
+	c := &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: name},
 		Image:    &runtimeapi.ImageSpec{Image: images.Busybox},
 		Command:  []string{"sleep", "100000"},
 		LogPath:  name + ".log",
 	}
+	if *noLogs {
+		c.LogPath = ""
+	}
+	return c
 }
 
 var seq struct {
