@@ -4,25 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/keelson/keelson/pkg/mounts"
 )
 
 // cleanupDir unmounts everything under dir and removes it.
 func cleanupDir(dir string) {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
-	var mounts []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && strings.HasPrefix(f[4], dir) {
-			mounts = append(mounts, f[4])
-		}
-	}
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i]) > len(mounts[j]) })
-	for _, m := range mounts {
-		_ = unix.Unmount(m, unix.MNT_DETACH)
-	}
+	mounts.UnmountUnder(dir)
 	_ = os.RemoveAll(dir)
 }
 

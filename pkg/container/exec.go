@@ -15,6 +15,8 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/store"
 )
 
 // MaxExecOutput caps what ExecSync keeps of stdout and stderr together: kubelet
@@ -95,7 +97,7 @@ func (s *Service) Exec(ctx context.Context, id string, o ExecOptions) (int32, er
 	if o.Tty {
 		opts = append(opts, cio.WithTerminal)
 	}
-	execID := newID()[:32]
+	execID := store.NewID()[:32]
 	process, err := task.Exec(ctx, execID, &pspec, cio.NewCreator(opts...))
 	if err != nil {
 		return 0, fmt.Errorf("exec in container %s: %w", c.ID, err)

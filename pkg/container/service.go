@@ -2,8 +2,6 @@ package container
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,12 +78,6 @@ func (s *Service) statusPath(id string) string    { return filepath.Join(s.state
 func (s *Service) loggerPidPath(id string) string { return filepath.Join(s.stateDir(id), "logger.pid") }
 func (s *Service) fifoDir() string                { return filepath.Join(s.opts.StateDir, "fifo") }
 
-func newID() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // containerName is the unique name kubelet's retries must not duplicate.
 func containerName(cfg *runtimeapi.ContainerConfig, sb *sandbox.Sandbox) string {
 	md, pmd := cfg.GetMetadata(), sb.Config.GetMetadata()
@@ -153,7 +145,7 @@ func (s *Service) create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 		return "", fmt.Errorf("runtime handler %q of pod sandbox %s is no longer configured: %w", sb.RuntimeHandler, sb.ID, errdefs.ErrFailedPrecondition)
 	}
 
-	id := newID()
+	id := store.NewID()
 	name := containerName(cfg, sb)
 	if err := s.names.Reserve(name, id); err != nil {
 		return "", fmt.Errorf("container %s: %w", name, err)
@@ -289,16 +281,9 @@ func (s *Service) targetPID(cfg *runtimeapi.ContainerConfig) uint32 {
 	return c.Status().Pid
 }
 
-// persist writes the status file atomically.
+// persist writes the status file.
 func (s *Service) persist(c *Container) error {
-	if err := os.MkdirAll(s.stateDir(c.ID), 0o700); err != nil {
-		return err
-	}
-	b, err := json.Marshal(c.Status())
-	if err != nil {
-		return err
-	}
-	return store.WriteFileReplace(s.statusPath(c.ID), b, 0o600)
+	return store.SaveJSON(s.statusPath(c.ID), c.Status())
 }
 
 func (s *Service) setStatus(c *Container, change func(st *Status)) error {

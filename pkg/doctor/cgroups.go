@@ -67,22 +67,3 @@ func removeCgroupTree(root string) error {
 	}
 	return nil
 }
-
-// unmountTree unmounts every mount under dir (e.g. a pod's /dev/shm tmpfs).
-func unmountTree(dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var mounts []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			mounts = append(mounts, f[4])
-		}
-	}
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i]) > len(mounts[j]) })
-	for _, m := range mounts {
-		_ = unix.Unmount(m, unix.MNT_DETACH)
-	}
-}

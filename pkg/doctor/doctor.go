@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/keelson/keelson/pkg/cni"
+	"github.com/keelson/keelson/pkg/mounts"
 	"github.com/keelson/keelson/pkg/netns"
 )
 
@@ -165,7 +166,7 @@ func (n *Node) Audit(ctx context.Context) ([]Finding, error) {
 			if !known[e] {
 				p := filepath.Join(dir, e)
 				add(Finding{Kind: "file", What: p, fix: func(context.Context) error {
-					unmountTree(p)
+					mounts.UnmountUnder(p)
 					return os.RemoveAll(p)
 				}})
 			}

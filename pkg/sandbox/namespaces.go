@@ -86,21 +86,3 @@ func writeSysctls(sysctls map[string]string, match func(string) bool) error {
 	}
 	return nil
 }
-
-// unmountUnder unmounts every mount at or below dir (pinned namespaces, /dev/shm).
-func unmountUnder(dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var mounts []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			mounts = append(mounts, f[4])
-		}
-	}
-	for i := len(mounts) - 1; i >= 0; i-- { // deepest mounted last, unmounted first
-		_ = unix.Unmount(mounts[i], unix.MNT_DETACH)
-	}
-}

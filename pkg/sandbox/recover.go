@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/typeurl/v2"
 	"k8s.io/klog/v2"
 
+	"github.com/keelson/keelson/pkg/mounts"
 	"github.com/keelson/keelson/pkg/netns"
 )
 
@@ -141,7 +142,7 @@ func (s *Service) gc(ctx context.Context) {
 			p := filepath.Join(dir, e.Name())
 			klog.InfoS("Removing leftover of an unfinished sandbox", "path", p)
 			if e.IsDir() {
-				unmountUnder(p)
+				mounts.UnmountUnder(p)
 				_ = os.RemoveAll(p)
 			} else {
 				_ = netns.Remove(p)

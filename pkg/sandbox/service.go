@@ -2,8 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,12 +95,6 @@ func (s *Service) statusPath(id string) string {
 	return filepath.Join(s.stateDir(id), "status.json")
 }
 
-func newID() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // podName is the unique name kubelet's retries must not duplicate.
 func podName(md *runtimeapi.PodSandboxMetadata) string {
 	return strings.Join([]string{md.Name, md.Namespace, md.Uid, fmt.Sprint(md.Attempt)}, "_")
@@ -178,7 +170,7 @@ func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	if !ok {
 		return "", fmt.Errorf("runtime handler %q is not configured (runtime.handlers): %w", handlerName, errdefs.ErrInvalidArgument)
 	}
-	id := newID()
+	id := store.NewID()
 	md := cfg.GetMetadata()
 	name := podName(md)
 	if err := s.names.Reserve(name, id); err != nil {
@@ -454,16 +446,9 @@ func (s *Service) cniPod(sb *Sandbox) cni.Pod {
 	return pod
 }
 
-// persist writes the status file atomically.
+// persist writes the status file.
 func (s *Service) persist(sb *Sandbox) error {
-	if err := os.MkdirAll(s.stateDir(sb.ID), 0o700); err != nil {
-		return err
-	}
-	b, err := json.Marshal(sb.Status())
-	if err != nil {
-		return err
-	}
-	return store.WriteFileReplace(s.statusPath(sb.ID), b, 0o600)
+	return store.SaveJSON(s.statusPath(sb.ID), sb.Status())
 }
 
 // setStatus changes the status in memory and on disk.

@@ -3,6 +3,9 @@
 package store
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 )
@@ -64,4 +67,24 @@ func writeFile(path string, data []byte, perm os.FileMode, durable bool) (retErr
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// SaveJSON writes v as JSON to path (creating its directory) with WriteFileReplace:
+// the status files of sandboxes and containers.
+func SaveJSON(path string, v any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return WriteFileReplace(path, b, 0o600)
+}
+
+// NewID returns a random 64-hex-digit ID, the form of sandbox and container IDs.
+func NewID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/keelson/keelson/test/images"
 	"github.com/keelson/keelson/test/registry"
 )
 
@@ -24,21 +23,12 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	if os.Geteuid() == 0 {
-		r, err := registry.Start()
+		r, err := registry.StartWithTestImages()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		defer r.Close()
-		imgs, err := images.All()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		if err := r.PushAll(imgs); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
 		reg = r
 	}
 	return m.Run()

@@ -18,12 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/keelson/keelson/pkg/doctor"
+	"github.com/keelson/keelson/pkg/mounts"
 	"github.com/keelson/keelson/test/registry"
 )
 
@@ -148,9 +148,7 @@ func NewDir(t testing.TB, prefix string) string {
 	t.Cleanup(func() {
 		if os.Getenv("KEELSON_TEST_KEEP") != "" && t.Failed() {
 			t.Logf("kept %s (KEELSON_TEST_KEEP)", dir)
-			for _, m := range MountsUnder(dir) {
-				_ = unix.Unmount(m, unix.MNT_DETACH)
-			}
+			mounts.UnmountUnder(dir)
 			return
 		}
 		RemoveAll(t, dir)

@@ -2,9 +2,9 @@ package harness
 
 import (
 	"fmt"
+	"github.com/keelson/keelson/pkg/netns"
 	"net"
 	"os"
-	"runtime"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -13,35 +13,7 @@ import (
 // InNamespace runs fn on a thread that joined the namespace at nsPath (e.g.
 // /proc/<pid>/ns/uts or a pinned netns) of type nstype (unix.CLONE_NEWNET...).
 func InNamespace(nsPath string, nstype int, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// The thread goes back to its own namespace afterwards; if it cannot, it stays
-		// locked and Go discards it (a locked goroutine's thread dies with it, except
-		// the main thread — which is why the way back matters).
-		runtime.LockOSThread()
-		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/%s", unix.Gettid(), nsName(nstype)))
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		f, err := os.Open(nsPath)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), nstype); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", nsPath, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), nstype); err == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
+	return netns.DoIn(nsPath, nstype, fn)
 }
 
 // ListenInNetNS opens a TCP listener inside the network namespace at nsPath and
@@ -80,18 +52,4 @@ func Hostname(pid int) (string, error) {
 		return err
 	})
 	return name, err
-}
-
-func nsName(nstype int) string {
-	switch nstype {
-	case unix.CLONE_NEWNET:
-		return "net"
-	case unix.CLONE_NEWUTS:
-		return "uts"
-	case unix.CLONE_NEWIPC:
-		return "ipc"
-	case unix.CLONE_NEWPID:
-		return "pid"
-	}
-	return "mnt"
 }

@@ -18,6 +18,8 @@ import (
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/keelson/keelson/test/images"
 )
 
 // Registry is a running in-process registry.
@@ -147,4 +149,22 @@ func WriteHostsToml(dir, host, server, mirror string) error {
 	}
 	content := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", server, mirror)
 	return os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(content), 0o644)
+}
+
+// StartWithTestImages starts a registry serving the standard test images
+// (test/images.All) under their real names.
+func StartWithTestImages() (*Registry, error) {
+	r, err := Start()
+	if err != nil {
+		return nil, err
+	}
+	imgs, err := images.All()
+	if err == nil {
+		err = r.PushAll(imgs)
+	}
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
 }
