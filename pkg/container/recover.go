@@ -14,8 +14,9 @@ import (
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/typeurl/v2"
 	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/runtime"
 )
 
 // Load rebuilds the container index after a (re)start. It assumes:
@@ -61,29 +62,15 @@ func (s *Service) load(ctx context.Context, cc containerd.Container) *Container 
 		c.status = Status{State: StateUnknown, Reason: ReasonUnknown, Message: reason}
 		return c
 	}
-	info, err := cc.Info(ctx, containerd.WithoutRefreshedMetadata)
+	md, spec, err := runtime.ReadRecord[Metadata](ctx, cc, ExtensionKey)
 	if err != nil {
-		return unknown(fmt.Sprintf("reading container record: %v", err))
-	}
-	ext, ok := info.Extensions[ExtensionKey]
-	if !ok {
-		return unknown("no metadata extension")
-	}
-	v, err := typeurl.UnmarshalAny(ext)
-	if err != nil {
-		return unknown(fmt.Sprintf("decoding metadata: %v", err))
-	}
-	md, ok := v.(*Metadata)
-	if !ok {
-		return unknown(fmt.Sprintf("metadata has type %T", v))
+		return unknown(err.Error())
 	}
 	if err := md.decode(); err != nil {
 		return unknown(fmt.Sprintf("decoding container config: %v", err))
 	}
 	c.Metadata = *md
-	if info.Spec != nil {
-		c.spec = info.Spec.GetValue()
-	}
+	c.spec = spec
 	st := Status{State: StateCreated}
 	if b, err := os.ReadFile(s.statusPath(id)); err == nil {
 		if err := json.Unmarshal(b, &st); err != nil {

@@ -13,11 +13,11 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/typeurl/v2"
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/mounts"
 	"github.com/keelson/keelson/pkg/netns"
+	"github.com/keelson/keelson/pkg/runtime"
 )
 
 // Load rebuilds the sandbox index after a (re)start. It assumes:
@@ -57,29 +57,14 @@ func (s *Service) load(ctx context.Context, c containerd.Container) *Sandbox {
 		sb.status = Status{State: StateUnknown, Reason: reason}
 		return sb
 	}
-	info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+	md, spec, err := runtime.ReadRecord[Metadata](ctx, c, ExtensionKey)
 	if err != nil {
-		return unknown(fmt.Sprintf("reading container record: %v", err))
-	}
-	ext, ok := info.Extensions[ExtensionKey]
-	if !ok {
-		return unknown("no metadata extension")
-	}
-	v, err := typeurl.UnmarshalAny(ext)
-	if err != nil {
-		return unknown(fmt.Sprintf("decoding metadata: %v", err))
-	}
-	md, ok := v.(*Metadata)
-	if !ok {
-		return unknown(fmt.Sprintf("metadata has type %T", v))
+		return unknown(err.Error())
 	}
 	if err := md.decode(); err != nil {
 		return unknown(fmt.Sprintf("decoding sandbox config: %v", err))
 	}
-	sb := &Sandbox{Metadata: *md}
-	if info.Spec != nil {
-		sb.spec = info.Spec.GetValue()
-	}
+	sb := &Sandbox{Metadata: *md, spec: spec}
 	st := Status{State: StateNotReady}
 	if b, err := os.ReadFile(s.statusPath(id)); err == nil {
 		if err := json.Unmarshal(b, &st); err != nil {
