@@ -53,6 +53,7 @@ func Binary(t testing.TB) string {
 			buildErr = err
 			return
 		}
+		markOwner(dir)
 		binPath = filepath.Join(dir, "keelson")
 		for _, b := range [][2]string{{binPath, "./cmd/agent"}, {filepath.Join(dir, "keelson-logger"), "./cmd/logger"}} {
 			cmd := exec.Command("go", "build", "-o", b[0], b[1])
@@ -145,6 +146,7 @@ func NewDir(t testing.TB, prefix string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	markOwner(dir)
 	t.Cleanup(func() {
 		if os.Getenv("KEELSON_TEST_KEEP") != "" && t.Failed() {
 			t.Logf("kept %s (KEELSON_TEST_KEEP)", dir)
@@ -175,7 +177,7 @@ func Prepare(t testing.TB, opts Options) *Keelson {
 		LogPath:  filepath.Join(dir, "keelson.log"),
 		CertsDir: filepath.Join(dir, "certs.d"),
 		// Unique per process and instance, so parallel runs never share a bridge.
-		Bridge: fmt.Sprintf("kt%d-%d", os.Getpid()%100000, n),
+		Bridge: fmt.Sprintf("kt%d-%d", os.Getpid(), n),
 		Subnet: freeSubnet(t),
 	}
 	k.CgroupParent = newCgroupParent(t, n)
@@ -391,7 +393,7 @@ func (k *Keelson) cleanup() {
 			k.removeAllPods()
 		}
 	}
-	defer k.sweepIPTables()
+	defer sweepIPTables(k.Bridge)
 	if k.conn != nil {
 		k.conn.Close()
 		k.conn = nil
@@ -469,10 +471,11 @@ func (k *Keelson) removeAllPods() {
 	}
 }
 
-// sweepIPTables deletes iptables rules (and their chains) tagged with this instance's
-// network name: the last resort when a test could not remove its pods.
-func (k *Keelson) sweepIPTables() {
-	tag := fmt.Sprintf(`name: \"%s\"`, k.Bridge)
+// sweepIPTables deletes the iptables rules tagged with a CNI network name, and the
+// per-pod CNI chains they jump to: the last resort when a test could not remove its
+// pods.
+func sweepIPTables(network string) {
+	tag := fmt.Sprintf(`name: \"%s\"`, network)
 	for _, table := range []string{"nat", "filter"} {
 		out, err := exec.Command("iptables-save", "-t", table).Output()
 		if err != nil {

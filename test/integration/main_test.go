@@ -5,6 +5,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/keelson/keelson/test/harness"
 	"github.com/keelson/keelson/test/registry"
 )
 
@@ -16,6 +17,10 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	return harness.Main(func() int { return runWithRegistry(m) })
+}
+
+func runWithRegistry(m *testing.M) int {
 	if os.Geteuid() == 0 {
 		r, err := registry.StartWithTestImages()
 		if err != nil {
