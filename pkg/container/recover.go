@@ -109,7 +109,13 @@ func (s *Service) load(ctx context.Context, cc containerd.Container) *Container 
 			st.FinishedAt = time.Now().UnixNano()
 		}
 	case errdefs.IsNotFound(err):
-		if st.State == StateRunning {
+		if e, ok := runtime.ReadShimExit(s.exitPath(id)); ok && st.State == StateRunning {
+			// containerd restarted and dropped the exited task; the supervisor
+			// read its exit from the shim first.
+			c.status = st
+			s.recordExit(c, int32(e.Status), e.ExitedAt, "")
+			st = c.Status()
+		} else if st.State == StateRunning {
 			// The task is gone and its exit status with it.
 			st.State, st.ExitCode, st.Reason = StateExited, 255, ReasonUnknown
 			st.Message = "the container's task disappeared while keelson was down"
@@ -124,6 +130,8 @@ func (s *Service) load(ctx context.Context, cc containerd.Container) *Container 
 	}
 	if err := s.persist(c); err != nil {
 		klog.ErrorS(err, "Writing status file", "containerID", id)
+	} else if st.State == StateExited {
+		runtime.RemoveShimExit(s.exitPath(id))
 	}
 	return c
 }
@@ -188,7 +196,12 @@ func (s *Service) recheck(ctx context.Context) {
 		}
 		task, err := cc.Task(ctx, nil)
 		if errdefs.IsNotFound(err) {
-			s.recordExit(c, 255, time.Now(), "the task disappeared")
+			if e, ok := runtime.ReadShimExit(s.exitPath(c.ID)); ok {
+				s.recordExit(c, int32(e.Status), e.ExitedAt, "")
+				runtime.RemoveShimExit(s.exitPath(c.ID))
+			} else {
+				s.recordExit(c, 255, time.Now(), "the task disappeared")
+			}
 			continue
 		}
 		if err != nil {
@@ -199,6 +212,17 @@ func (s *Service) recheck(ctx context.Context) {
 			go s.cleanupExited(c)
 		}
 	}
+}
+
+// ShimExitPath is where the supervisor records the exit of a keelson container's
+// task that exited while containerd was down: in the container's state dir, so it
+// goes with the container. Tasks that are not keelson containers (sandboxes) get "".
+func ShimExitPath(stateDir, id string) string {
+	s := &Service{opts: Options{StateDir: stateDir}}
+	if _, err := os.Stat(s.stateDir(id)); err != nil {
+		return ""
+	}
+	return s.exitPath(id)
 }
 
 // reattach connects a new keelson-held stdio to a running container's FIFOs.

@@ -77,6 +77,7 @@ func (s *Service) stateDir(id string) string      { return filepath.Join(s.opts.
 func (s *Service) statusPath(id string) string    { return filepath.Join(s.stateDir(id), "status.json") }
 func (s *Service) loggerPidPath(id string) string { return filepath.Join(s.stateDir(id), "logger.pid") }
 func (s *Service) fifoDir() string                { return filepath.Join(s.opts.StateDir, "fifo") }
+func (s *Service) exitPath(id string) string      { return filepath.Join(s.stateDir(id), "shim-exit.json") }
 
 // containerName is the unique name kubelet's retries must not duplicate.
 func containerName(cfg *runtimeapi.ContainerConfig, sb *sandbox.Sandbox) string {

@@ -229,6 +229,8 @@ func supervisorFor(cfg config.Config) *runtime.Supervisor {
 			LogLevel:  cfg.Containerd.LogLevel,
 			SocketDir: socketDir,
 		},
+		Namespace: cfg.Containerd.Namespace,
+		ExitPath:  func(id string) string { return container.ShimExitPath(cfg.StateDir, id) },
 	}
 }
 

@@ -26,11 +26,15 @@ import (
 // outlive containerd, and the next containerd reconnects to them. containerd is not
 // tied to keelson's life, though: when keelson crashes, containerd keeps running and
 // the next keelson adopts it. A restarted containerd discards the shims of tasks that
-// exited meanwhile, and with them their exit codes; adopting it keeps them.
+// exited meanwhile, and with them their exit codes: before each start the supervisor
+// reads those exits from the shims (see HarvestShimExits).
 type Supervisor struct {
-	Binary string // containerd binary
-	Dir    string // holds config.toml, containerd.log and containerd.pid
-	Child  ChildConfig
+	Binary    string // containerd binary
+	Dir       string // holds config.toml, containerd.log and containerd.pid
+	Child     ChildConfig
+	Namespace string // the containerd namespace whose exits are kept
+	// ExitPath says where to record the exit of task id ("" to skip it); nil: none.
+	ExitPath func(id string) string
 	// OnExit, when set, is told each time the child exits unexpectedly.
 	OnExit func(err error)
 
@@ -185,6 +189,9 @@ func (s *Supervisor) spawn() error {
 	logf, err := os.OpenFile(s.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
+	}
+	if s.ExitPath != nil {
+		HarvestShimExits(s.Child.State, s.Namespace, s.ExitPath)
 	}
 	started := make(chan error, 1)
 	exited := make(chan struct{})

@@ -630,26 +630,43 @@ func TestPodNetworkFromContainers(t *testing.T) {
 }
 
 func TestContainerExitWhileKeelsonDown(t *testing.T) {
-	k := containerTestKeelson(t)
-	p := newPod(t, k, "down")
-	cfg := ctrConfig("short", images.Busybox, "sh", "-c", "sleep 2; echo written-while-down; exit 7")
-	id := p.run(t, cfg)
-	long := p.run(t, ctrConfig("long", images.Busybox, "sleep", "1000"))
-	k.Kill()
-	time.Sleep(4 * time.Second)
-	k.Start(harness.Options{Registry: reg})
-	st := ctrStatus(t, k, id)
-	if st.State != runtimeapi.ContainerState_CONTAINER_EXITED || st.ExitCode != 7 || st.Reason != "Error" || st.FinishedAt == 0 {
-		t.Errorf("exit while keelson was down: %+v", st)
+	for name, bin := range containerdBinaries(t) {
+		t.Run(name, func(t *testing.T) { testContainerExitWhileKeelsonDown(t, bin) })
 	}
-	waitLog(t, p.logPath(cfg), "stdout:written-while-down")
-	if st := ctrStatus(t, k, long); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
-		t.Errorf("running container after restart: %+v", st)
+}
+
+func testContainerExitWhileKeelsonDown(t *testing.T, containerdBinary string) {
+	k := startWithRegistry(t, reg, func(o *harness.Options) { o.ContainerdBinary = containerdBinary })
+	mustPull(t, k, images.Busybox)
+	// kill -9 leaves the supervised containerd running (the new keelson adopts it);
+	// SIGTERM stops it too, so the exit happens while containerd is down as well.
+	for _, how := range []string{"kill -9", "SIGTERM"} {
+		p := newPod(t, k, "down-"+strings.ReplaceAll(how, " ", ""))
+		cfg := ctrConfig("short", images.Busybox, "sh", "-c", "sleep 2; echo written-while-down; exit 7")
+		id := p.run(t, cfg)
+		long := p.run(t, ctrConfig("long", images.Busybox, "sleep", "1000"))
+		if how == "SIGTERM" {
+			if err := k.Stop(30 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			k.Kill()
+		}
+		time.Sleep(4 * time.Second)
+		k.Start(harness.Options{Registry: reg})
+		st := ctrStatus(t, k, id)
+		if st.State != runtimeapi.ContainerState_CONTAINER_EXITED || st.ExitCode != 7 || st.Reason != "Error" || st.FinishedAt == 0 {
+			t.Errorf("%s: exit while keelson was down: %+v", how, st)
+		}
+		waitLog(t, p.logPath(cfg), "stdout:written-while-down")
+		if st := ctrStatus(t, k, long); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Errorf("%s: running container after restart: %+v", how, st)
+		}
+		if r := execSync(t, k, long, 5, "echo", "back"); string(r.Stdout) != "back\n" {
+			t.Errorf("%s: exec after restart: %q", how, r.Stdout)
+		}
+		stopAndRemovePod(t, k, p.id)
 	}
-	if r := execSync(t, k, long, 5, "echo", "back"); string(r.Stdout) != "back\n" {
-		t.Errorf("exec after restart: %q", r.Stdout)
-	}
-	stopAndRemovePod(t, k, p.id)
 	k.CheckNoLeaks(t)
 }
 

@@ -55,16 +55,7 @@ func TestContainerdRestart(t *testing.T) {
 		t.Errorf("exec after containerd came back: %q", r.Stdout)
 	}
 	// Events are followed again: an exit now is seen without anyone asking.
-	resp, err := k.Runtime.ContainerStatus(harness.Ctx(t), &runtimeapi.ContainerStatusRequest{ContainerId: victim, Verbose: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info struct{ Pid int }
-	if err := json.Unmarshal([]byte(resp.Info["info"]), &info); err != nil || info.Pid <= 1 {
-		t.Fatalf("no pid for the victim: %v %v", resp.Info, err)
-	}
-	vpid := info.Pid
-	if err := syscall.Kill(vpid, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(ctrPid(t, k, victim), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	st := waitExited(t, k, victim, 20*time.Second)
@@ -73,6 +64,54 @@ func TestContainerdRestart(t *testing.T) {
 	}
 	stopAndRemovePod(t, k, p.id)
 	k.CheckNoLeaks(t)
+}
+
+// A container that exits while the supervised containerd is dead keeps its real exit
+// code, although the restarted containerd drops the task.
+func TestExitWhileSupervisedContainerdIsDown(t *testing.T) {
+	k := containerTestKeelson(t)
+	p := newPod(t, k, "cddown")
+	long := p.run(t, ctrConfig("long", images.Busybox, "sleep", "1000"))
+	victim := p.run(t, ctrConfig("victim", images.Busybox, "sleep", "1000"))
+	vpid := ctrPid(t, k, victim)
+	pids := k.ContainerdPids()
+	if len(pids) != 1 {
+		t.Fatalf("containerd children = %v", pids)
+	}
+	// The supervisor waits at least half a second before restarting containerd.
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for harness.ProcessAlive(pids[0]) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := syscall.Kill(vpid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, k, runtimeapi.RuntimeReady, true, 30*time.Second)
+	st := waitExited(t, k, victim, 20*time.Second)
+	if st.ExitCode != 137 || st.Reason != "Error" {
+		t.Errorf("victim: exit code %d (%s: %s), want 137", st.ExitCode, st.Reason, st.Message)
+	}
+	if st := ctrStatus(t, k, long); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("the other container: %v", st.State)
+	}
+	stopAndRemovePod(t, k, p.id)
+	k.CheckNoLeaks(t)
+}
+
+// ctrPid is a running container's host PID, from its verbose status.
+func ctrPid(t *testing.T, k *harness.Keelson, id string) int {
+	t.Helper()
+	resp, err := k.Runtime.ContainerStatus(harness.Ctx(t), &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Pid int }
+	if err := json.Unmarshal([]byte(resp.Info["info"]), &info); err != nil || info.Pid <= 1 {
+		t.Fatalf("no pid for container %s: %v %v", id, resp.Info, err)
+	}
+	return info.Pid
 }
 
 // Four clients create, start, stop and remove 50 pods of two containers at once while
