@@ -136,10 +136,10 @@ func (s *Service) load(ctx context.Context, cc containerd.Container) *Container 
 	return c
 }
 
-// Watch follows task exits and OOM kills until ctx ends; after a reconnect it
-// re-checks running containers.
+// Watch follows task exits and OOM kills until ctx ends. While the stream is broken
+// it waits on the shims directly; after a reconnect it re-checks running containers.
 func (s *Service) Watch(ctx context.Context) {
-	go s.conn.Subscribe(ctx, func(ev any, env *events.Envelope) {
+	go s.conn.Subscribe(ctx, runtime.Subscription{Filters: []string{`topic=="/tasks/exit"`, `topic=="/tasks/oom"`}, Handle: func(ev any, env *events.Envelope) {
 		switch e := ev.(type) {
 		case *eventstypes.TaskOOM:
 			if c, ok := s.store.Get(e.ContainerID); ok {
@@ -162,7 +162,10 @@ func (s *Service) Watch(ctx context.Context) {
 			s.recordExit(c, int32(e.ExitStatus), at, "")
 			go s.cleanupExited(c)
 		}
-	}, func() { s.recheck(ctx) }, `topic=="/tasks/exit"`, `topic=="/tasks/oom"`)
+	}, Broken: s.watchShims, Resync: func() {
+		s.recheck(ctx)
+		s.stopWatchingShims()
+	}})
 }
 
 // cleanupExited deletes an exited container's task (so its shim goes away) outside

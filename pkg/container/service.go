@@ -61,6 +61,7 @@ type Service struct {
 	names      store.Names
 	inflight   store.Inflight[string]
 	imageFiles *imageFiles
+	shims      shimWatch
 }
 
 // New returns the service; Load recovers existing containers.

@@ -100,7 +100,7 @@ func (s *Service) Load(ctx context.Context) error {
 // Run keeps the index current with containerd's image events and refreshes the
 // filesystem usage periodically, until ctx ends.
 func (s *Service) Run(ctx context.Context) {
-	go s.conn.Subscribe(ctx, func(ev any, env *events.Envelope) {
+	go s.conn.Subscribe(ctx, runtime.Subscription{Filters: []string{`topic~="/images/"`}, Handle: func(ev any, env *events.Envelope) {
 		switch e := ev.(type) {
 		case *eventstypes.ImageCreate:
 			s.refreshName(ctx, e.Name)
@@ -109,11 +109,11 @@ func (s *Service) Run(ctx context.Context) {
 		case *eventstypes.ImageDelete:
 			s.idx.remove(e.Name)
 		}
-	}, func() {
+	}, Resync: func() {
 		if err := s.Load(ctx); err != nil {
 			klog.ErrorS(err, "Resyncing images after containerd reconnect")
 		}
-	}, `topic~="/images/"`)
+	}})
 	go s.runFsUsage(ctx)
 }
 

@@ -15,6 +15,7 @@ import (
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/store"
@@ -86,40 +87,96 @@ func HarvestShimExits(containerdState, namespace string, exitPath func(id string
 // shimTaskExit returns the exit of the task a bundle's shim runs, or nil while it
 // still runs.
 func shimTaskExit(bundle, id string) (*ShimExit, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), shimCallTimeout)
+	defer cancel()
+	return askShim(ctx, bundle, id, false)
+}
+
+// WaitShim waits, by asking the shim directly, until the task of a bundle exits.
+func WaitShim(ctx context.Context, bundle, id string) (ShimExit, error) {
+	e, err := askShim(ctx, bundle, id, true)
+	if err != nil {
+		return ShimExit{}, err
+	}
+	return *e, nil
+}
+
+// askShim calls the shim's State (nil while the task runs) or Wait.
+func askShim(ctx context.Context, bundle, id string, wait bool) (*ShimExit, error) {
 	version, address, err := shimAddress(bundle)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := net.DialTimeout("unix", address, shimCallTimeout)
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
+	conn, err := d.DialContext(dctx, "unix", address)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
 	client := ttrpc.NewClient(conn)
 	defer client.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), shimCallTimeout)
-	defer cancel()
 	var (
-		status   tasktypes.Status
+		status   = tasktypes.Status_STOPPED
 		code     uint32
-		exitedAt time.Time
+		exitedAt *timestamppb.Timestamp
 	)
-	if version >= 3 {
+	switch {
+	case version >= 3 && wait:
+		r, err := taskv3.NewTTRPCTaskClient(client).Wait(ctx, &taskv3.WaitRequest{ID: id})
+		if err != nil {
+			return nil, err
+		}
+		code, exitedAt = r.ExitStatus, r.ExitedAt
+	case version >= 3:
 		r, err := taskv3.NewTTRPCTaskClient(client).State(ctx, &taskv3.StateRequest{ID: id})
 		if err != nil {
 			return nil, err
 		}
-		status, code, exitedAt = r.Status, r.ExitStatus, r.ExitedAt.AsTime()
-	} else {
+		status, code, exitedAt = r.Status, r.ExitStatus, r.ExitedAt
+	case wait:
+		r, err := taskv2.NewTTRPCTaskClient(client).Wait(ctx, &taskv2.WaitRequest{ID: id})
+		if err != nil {
+			return nil, err
+		}
+		code, exitedAt = r.ExitStatus, r.ExitedAt
+	default:
 		r, err := taskv2.NewTTRPCTaskClient(client).State(ctx, &taskv2.StateRequest{ID: id})
 		if err != nil {
 			return nil, err
 		}
-		status, code, exitedAt = r.Status, r.ExitStatus, r.ExitedAt.AsTime()
+		status, code, exitedAt = r.Status, r.ExitStatus, r.ExitedAt
 	}
 	if status != tasktypes.Status_STOPPED {
 		return nil, nil
 	}
-	return &ShimExit{Status: code, ExitedAt: exitedAt}, nil
+	return &ShimExit{Status: code, ExitedAt: exitedAt.AsTime()}, nil
+}
+
+// ShimBundle finds the bundle dir of a running task from its init process: the
+// runc shim is the init's parent (its subreaper) and runs in a bundle dir of its
+// namespace, its own first task's when it serves a whole pod, so the task's bundle
+// is the sibling named after it.
+func ShimBundle(pid int, id string) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", err
+	}
+	// The command name may hold spaces: fields start after the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 2 {
+		return "", fmt.Errorf("unreadable /proc/%d/stat", pid)
+	}
+	cwd, err := os.Readlink("/proc/" + f[1] + "/cwd")
+	if err != nil {
+		return "", err
+	}
+	bundle := filepath.Join(filepath.Dir(cwd), id)
+	if _, _, err := shimAddress(bundle); err != nil {
+		return "", fmt.Errorf("process %d's parent runs in %s, and %s is no shim bundle: %w", pid, cwd, bundle, err)
+	}
+	return bundle, nil
 }
 
 // shimAddress reads a bundle's shim socket and task API version: bootstrap.json

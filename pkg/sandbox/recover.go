@@ -138,7 +138,7 @@ func (s *Service) gc(ctx context.Context) {
 
 // Watch follows infra task exits until ctx ends; after a reconnect it re-checks tasks.
 func (s *Service) Watch(ctx context.Context) {
-	go s.conn.Subscribe(ctx, func(ev any, env *events.Envelope) {
+	go s.conn.Subscribe(ctx, runtime.Subscription{Filters: []string{`topic=="/tasks/exit"`}, Handle: func(ev any, env *events.Envelope) {
 		e, ok := ev.(*eventstypes.TaskExit)
 		if !ok || e.ID != e.ContainerID {
 			return // not an init process
@@ -148,7 +148,7 @@ func (s *Service) Watch(ctx context.Context) {
 			at = e.ExitedAt.AsTime()
 		}
 		s.onExit(e.ContainerID, at)
-	}, func() { s.recheck(ctx) }, `topic=="/tasks/exit"`)
+	}, Resync: func() { s.recheck(ctx) }})
 }
 
 // recheck marks READY sandboxes whose task is gone as NOTREADY (exits missed while

@@ -23,7 +23,13 @@ import (
 // the test controls the downtime).
 func TestContainerdRestart(t *testing.T) {
 	harness.RequireRoot(t)
-	ext := harness.StartContainerd(t, harness.Prefix+"/bin/containerd")
+	for name, bin := range containerdBinaries(t) {
+		t.Run(name, func(t *testing.T) { testContainerdRestart(t, bin) })
+	}
+}
+
+func testContainerdRestart(t *testing.T, containerdBinary string) {
+	ext := harness.StartContainerd(t, containerdBinary)
 	opts := harness.Options{Registry: reg, ContainerdAddress: ext.Address}
 	k := harness.Prepare(t, opts)
 	k.Start(opts)
@@ -31,9 +37,15 @@ func TestContainerdRestart(t *testing.T) {
 	p := newPod(t, k, "cdrestart")
 	long := p.run(t, ctrConfig("long", images.Busybox, "sleep", "1000"))
 	victim := p.run(t, ctrConfig("victim", images.Busybox, "sleep", "1000"))
+	downVictim := p.run(t, ctrConfig("down-victim", images.Busybox, "sleep", "1000"))
+	downPid := ctrPid(t, k, downVictim)
 
 	ext.Kill()
 	waitCondition(t, k, runtimeapi.RuntimeReady, false, 15*time.Second)
+	// An exit while containerd is away: keelson hears it from the shim.
+	if err := syscall.Kill(downPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	// Calls that need containerd fail fast with Unavailable; reads still answer.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -53,6 +65,9 @@ func TestContainerdRestart(t *testing.T) {
 	waitCondition(t, k, runtimeapi.RuntimeReady, true, 60*time.Second)
 	if r := execSync(t, k, long, 10, "echo", "back"); string(r.Stdout) != "back\n" {
 		t.Errorf("exec after containerd came back: %q", r.Stdout)
+	}
+	if st := waitExited(t, k, downVictim, 20*time.Second); st.ExitCode != 137 || st.Reason != "Error" {
+		t.Errorf("exit while containerd was down: code %d (%s: %s), want 137", st.ExitCode, st.Reason, st.Message)
 	}
 	// Events are followed again: an exit now is seen without anyone asking.
 	if err := syscall.Kill(ctrPid(t, k, victim), syscall.SIGKILL); err != nil {
