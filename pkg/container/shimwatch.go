@@ -16,6 +16,7 @@ import (
 type shimWatch struct {
 	mu     sync.Mutex
 	cancel context.CancelFunc
+	exited []*Container // heard while containerd was away; their tasks go once it is back
 }
 
 // watchShims starts waiting on the shims of running containers (once per outage).
@@ -49,12 +50,16 @@ func (s *Service) watchShims() {
 			}
 			klog.InfoS("Container exited while containerd was down", "containerID", c.ID, "exitStatus", e.Status)
 			s.recordExit(c, int32(e.Status), e.ExitedAt, "")
+			s.shims.mu.Lock()
+			s.shims.exited = append(s.shims.exited, c)
+			s.shims.mu.Unlock()
 		}()
 	}
 	klog.V(2).InfoS("Waiting on shims while containerd is away", "containers", n)
 }
 
-// stopWatchingShims ends the waits started by watchShims.
+// stopWatchingShims ends the waits started by watchShims (containerd is back) and
+// deletes the tasks of the containers they saw exit.
 func (s *Service) stopWatchingShims() {
 	s.shims.mu.Lock()
 	defer s.shims.mu.Unlock()
@@ -62,4 +67,8 @@ func (s *Service) stopWatchingShims() {
 		s.shims.cancel()
 		s.shims.cancel = nil
 	}
+	for _, c := range s.shims.exited {
+		go s.cleanupExited(c)
+	}
+	s.shims.exited = nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/errdefs"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -68,6 +69,23 @@ func testContainerdRestart(t *testing.T, containerdBinary string) {
 	}
 	if st := waitExited(t, k, downVictim, 20*time.Second); st.ExitCode != 137 || st.Reason != "Error" {
 		t.Errorf("exit while containerd was down: code %d (%s: %s), want 137", st.ExitCode, st.Reason, st.Message)
+	}
+	// Its task (and so its share of the shim) goes once containerd is back.
+	cc, err := k.ContainerdClient(t).LoadContainer(harness.Ctx(t), downVictim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := cc.Task(harness.Ctx(t), nil)
+		if errdefs.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the task of the container that exited while containerd was down is still there: %v", err)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	// Events are followed again: an exit now is seen without anyone asking.
 	if err := syscall.Kill(ctrPid(t, k, victim), syscall.SIGKILL); err != nil {
