@@ -75,18 +75,10 @@ func testContainerdRestart(t *testing.T, containerdBinary string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually(t, "the task of the container that exited while containerd was down goes", 20*time.Second, func() (bool, string) {
 		_, err := cc.Task(harness.Ctx(t), nil)
-		if errdefs.IsNotFound(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("the task of the container that exited while containerd was down is still there: %v", err)
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return errdefs.IsNotFound(err), fmt.Sprintf("Task: %v", err)
+	})
 	// Events are followed again: an exit now is seen without anyone asking.
 	if err := syscall.Kill(ctrPid(t, k, victim), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
