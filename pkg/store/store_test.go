@@ -77,3 +77,33 @@ func TestWriteFileAtomic(t *testing.T) {
 		t.Errorf("temporary files left: %v", entries)
 	}
 }
+
+func TestStatusWritesThenRefusesAfterRemove(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "obj")
+	st := NewStatus(filepath.Join(dir, "status.json"), 1)
+	if err := st.Update(func(v *int) bool { *v = 2; return true }); err != nil || st.Get() != 2 {
+		t.Fatalf("update: %v, %d", err, st.Get())
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "status.json"))
+	if string(b) != "2" {
+		t.Errorf("file = %q", b)
+	}
+	if err := st.Update(func(v *int) bool { *v = 9; return false }); err != nil || st.Get() != 2 {
+		t.Errorf("an update that changes nothing changed %d (%v)", st.Get(), err)
+	}
+	if err := st.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Set(3); !errdefs.IsNotFound(err) {
+		t.Errorf("update after remove: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("an update after removal brought the directory back")
+	}
+	if !st.Removed() || st.Get() != 2 {
+		t.Errorf("removed=%v value=%d", st.Removed(), st.Get())
+	}
+}
