@@ -63,11 +63,16 @@ func (p Pod) runtimeConf() *libcni.RuntimeConf {
 	return rt
 }
 
-// Attach runs CNI ADD for the pod with the current network config.
+// Attach runs CNI ADD for the pod with the current network config. Before the
+// plugins run, it records what it is about to do (Pending): if keelson dies during
+// ADD, nothing else would tell a restart that an IP or a rule was taken.
 func (m *Manager) Attach(ctx context.Context, pod Pod) (*Result, error) {
 	network, file := m.Network()
 	if network == nil {
 		return nil, fmt.Errorf("pod network not ready: %v: %w", m.Status(), errdefs.ErrFailedPrecondition)
+	}
+	if err := m.savePending(pod, network); err != nil {
+		return nil, fmt.Errorf("recording the attachment of %s: %w", pod.ID, err)
 	}
 	res, err := m.cni.AddNetworkList(ctx, network, pod.runtimeConf())
 	if err != nil {
@@ -106,9 +111,10 @@ func toResult(res cnitypes.Result) (*Result, error) {
 }
 
 // Detach runs CNI DEL for the pod. It uses the config cached at ADD time when there
-// is one, so a changed or removed conf file does not leak what ADD set up. It must run
-// while the netns still exists (the bridge plugin removes its rules only then); a
-// missing netns is passed as "" so plugins still release IPs and rules.
+// is one, so a changed or removed conf file does not leak what ADD set up; else the
+// config its pending record names; else the current one. It must run while the
+// netns still exists (the bridge plugin removes its rules only then); a missing
+// netns is passed as "" so plugins still release IPs and rules.
 func (m *Manager) Detach(ctx context.Context, pod Pod) error {
 	rt := pod.runtimeConf()
 	if _, err := os.Stat(rt.NetNS); err != nil {
@@ -134,20 +140,29 @@ func (m *Manager) Detach(ctx context.Context, pod Pod) error {
 	}
 	if !done && len(errs) == 0 {
 		// Nothing cached: ADD never completed, or the cache was lost. DEL with the
-		// current config is harmless and releases whatever a partial ADD took.
-		network, _ := m.Network()
+		// config ADD was given releases whatever a partial ADD took.
+		network := m.pendingNetwork(pod.ID)
 		if network == nil {
-			return nil
+			network, _ = m.Network()
 		}
-		if err := m.cni.DelNetworkList(ctx, network, rt); err != nil {
-			return fmt.Errorf("CNI DEL on network %q: %w", network.Name, err)
+		if network != nil {
+			if err := m.cni.DelNetworkList(ctx, network, rt); err != nil {
+				return fmt.Errorf("CNI DEL on network %q: %w", network.Name, err)
+			}
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	m.Forget(pod.ID)
+	return nil
 }
 
 // GC removes the attachments of sandboxes that no longer exist (their IDs not in
-// valid): CNI DEL with the config and args cached at ADD time.
+// valid): CNI DEL with the config and args cached at ADD time. Then it sends the
+// current network CNI's GC verb (spec 1.1.0) with the valid attachments, so plugins
+// that implement it release what no valid attachment holds. valid must include the
+// creations in flight (Pending).
 func (m *Manager) GC(ctx context.Context, valid map[string]bool) {
 	attachments, err := m.cni.GetCachedAttachments("")
 	if err != nil {
@@ -173,9 +188,21 @@ func (m *Manager) GC(ctx context.Context, valid map[string]bool) {
 		}
 		klog.InfoS("CNI GC: removed orphaned attachment", "podSandboxID", a.ContainerID, "network", a.Network)
 	}
+	network, _ := m.Network()
+	if network == nil {
+		return
+	}
+	args := &libcni.GCArgs{}
+	for id := range valid {
+		args.ValidAttachments = append(args.ValidAttachments, cnitypes.GCAttachment{ContainerID: id, IfName: IfName})
+	}
+	if err := m.cni.GCNetworkList(ctx, network, args); err != nil {
+		klog.ErrorS(err, "CNI GC verb failed", "network", network.Name)
+	}
 }
 
-// Orphans lists the cached attachments whose sandbox is not in valid.
+// Orphans lists the cached attachments and pending records whose sandbox is not in
+// valid.
 func (m *Manager) Orphans(valid map[string]bool) ([]string, error) {
 	attachments, err := m.cni.GetCachedAttachments("")
 	if err != nil {
@@ -185,6 +212,11 @@ func (m *Manager) Orphans(valid map[string]bool) ([]string, error) {
 	for _, a := range attachments {
 		if !valid[a.ContainerID] {
 			out = append(out, fmt.Sprintf("%s on network %s (netns %s)", a.ContainerID, a.Network, a.NetNS))
+		}
+	}
+	for _, id := range m.Pending() {
+		if !valid[id] {
+			out = append(out, fmt.Sprintf("%s: an ADD that never finished (pending record)", id))
 		}
 	}
 	return out, nil
@@ -197,6 +229,10 @@ func (m *Manager) IPAMDirs() []string {
 	if network == nil {
 		return nil
 	}
+	return ipamDirs(network)
+}
+
+func ipamDirs(network *libcni.NetworkConfigList) []string {
 	var out []string
 	for _, p := range network.Plugins {
 		var conf struct {

@@ -22,15 +22,20 @@ const ReasonNotReady = "NetworkPluginNotReady"
 
 var confExtensions = []string{".conf", ".conflist", ".json"}
 
+// Options locate the CNI config, plugins and keelson's records of attachments.
+type Options struct {
+	ConfDir     string
+	BinDirs     []string
+	CacheDir    string // libcni's result cache
+	PodCIDRFile string // where the pod CIDR kubelet reports is kept; "" = memory only
+	PendingDir  string // pending attachment records; "" = none kept
+}
+
 // Manager holds the network config in use (the first valid file in lexical order of
 // the conf dir), reloaded whenever the directory changes.
 type Manager struct {
-	confDir  string
-	binDirs  []string
-	cacheDir string
-	cni      *libcni.CNIConfig
-
-	podCIDRFile string
+	opts Options
+	cni  *libcni.CNIConfig
 
 	mu      sync.RWMutex
 	network *libcni.NetworkConfigList
@@ -39,17 +44,13 @@ type Manager struct {
 	podCIDR string
 }
 
-// New returns a Manager; call Load (and Watch) before use. The pod CIDR kubelet
-// reports is kept in podCIDRFile ("" = memory only).
-func New(confDir string, binDirs []string, cacheDir, podCIDRFile string) *Manager {
+// New returns a Manager; call Load (and Watch) before use.
+func New(opts Options) *Manager {
 	return &Manager{
-		confDir:     confDir,
-		binDirs:     binDirs,
-		cacheDir:    cacheDir,
-		podCIDRFile: podCIDRFile,
-		podCIDR:     readPodCIDR(podCIDRFile),
-		cni:         libcni.NewCNIConfigWithCacheDir(binDirs, cacheDir, nil),
-		loadErr:     errors.New("CNI config not loaded yet"),
+		opts:    opts,
+		podCIDR: readPodCIDR(opts.PodCIDRFile),
+		cni:     libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, nil),
+		loadErr: errors.New("CNI config not loaded yet"),
 	}
 }
 
@@ -63,7 +64,7 @@ func (m *Manager) Load() error {
 	m.mu.Unlock()
 	if changed {
 		if err != nil {
-			klog.InfoS("CNI network not ready", "confDir", m.confDir, "err", err)
+			klog.InfoS("CNI network not ready", "confDir", m.opts.ConfDir, "err", err)
 		} else {
 			klog.InfoS("Loaded CNI network", "name", network.Name, "file", file, "cniVersion", network.CNIVersion)
 		}
@@ -72,12 +73,12 @@ func (m *Manager) Load() error {
 }
 
 func (m *Manager) pick() (*libcni.NetworkConfigList, string, error) {
-	files, err := libcni.ConfFiles(m.confDir, confExtensions)
+	files, err := libcni.ConfFiles(m.opts.ConfDir, confExtensions)
 	if err != nil {
-		return nil, "", fmt.Errorf("reading CNI config dir %s: %w", m.confDir, err)
+		return nil, "", fmt.Errorf("reading CNI config dir %s: %w", m.opts.ConfDir, err)
 	}
 	if len(files) == 0 {
-		return nil, "", fmt.Errorf("no CNI network config in %s (hack/install-deps.sh writes a default one)", m.confDir)
+		return nil, "", fmt.Errorf("no CNI network config in %s (hack/install-deps.sh writes a default one)", m.opts.ConfDir)
 	}
 	var errs []error
 	for _, f := range files { // ConfFiles sorts lexically
@@ -89,7 +90,7 @@ func (m *Manager) pick() (*libcni.NetworkConfigList, string, error) {
 		}
 		return network, f, nil
 	}
-	return nil, "", fmt.Errorf("no valid CNI network config in %s: %w", m.confDir, errors.Join(errs...))
+	return nil, "", fmt.Errorf("no valid CNI network config in %s: %w", m.opts.ConfDir, errors.Join(errs...))
 }
 
 func (m *Manager) loadFile(file string) (*libcni.NetworkConfigList, error) {
@@ -120,8 +121,8 @@ func (m *Manager) loadFile(file string) (*libcni.NetworkConfigList, error) {
 		return nil, fmt.Errorf("%s: no plugins", file)
 	}
 	for _, p := range network.Plugins {
-		if _, err := invoke.FindInPath(p.Network.Type, m.binDirs); err != nil {
-			return nil, fmt.Errorf("%s: plugin %q not found in %v", file, p.Network.Type, m.binDirs)
+		if _, err := invoke.FindInPath(p.Network.Type, m.opts.BinDirs); err != nil {
+			return nil, fmt.Errorf("%s: plugin %q not found in %v", file, p.Network.Type, m.opts.BinDirs)
 		}
 	}
 	return network, nil
@@ -144,16 +145,16 @@ func (m *Manager) Network() (*libcni.NetworkConfigList, string) {
 // Watch reloads the config whenever the conf dir changes, until ctx ends. The dir is
 // created if missing so that a config dropped in later is seen.
 func (m *Manager) Watch(ctx context.Context) error {
-	if err := os.MkdirAll(m.confDir, 0o755); err != nil {
+	if err := os.MkdirAll(m.opts.ConfDir, 0o755); err != nil {
 		return err
 	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
 	}
-	if err := w.Add(m.confDir); err != nil {
+	if err := w.Add(m.opts.ConfDir); err != nil {
 		w.Close()
-		return fmt.Errorf("watching %s: %w", m.confDir, err)
+		return fmt.Errorf("watching %s: %w", m.opts.ConfDir, err)
 	}
 	go func() {
 		defer w.Close()
@@ -173,7 +174,7 @@ func (m *Manager) Watch(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				klog.ErrorS(err, "Watching CNI config dir", "dir", m.confDir)
+				klog.ErrorS(err, "Watching CNI config dir", "dir", m.opts.ConfDir)
 			case <-reload:
 				reload = nil
 				_ = m.Load()

@@ -24,8 +24,8 @@ func (m *Manager) SetPodCIDR(cidrs string) error {
 	if m.podCIDR == cidrs {
 		return nil
 	}
-	if m.podCIDRFile != "" {
-		if err := store.WriteFileAtomic(m.podCIDRFile, []byte(cidrs+"\n"), 0o644); err != nil {
+	if m.opts.PodCIDRFile != "" {
+		if err := store.WriteFileAtomic(m.opts.PodCIDRFile, []byte(cidrs+"\n"), 0o644); err != nil {
 			return fmt.Errorf("persisting pod CIDR: %w", err)
 		}
 	}

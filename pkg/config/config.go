@@ -26,7 +26,9 @@ const DefaultPath = "/etc/keelson/config.toml"
 type Config struct {
 	RootDir  string `toml:"root_dir" comment:"Persistent state (the supervised containerd's root, keelson's records). Survives reboots."`
 	StateDir string `toml:"state_dir" comment:"Runtime state (lock file, status files, network namespaces, FIFOs). Lost on reboot; must not be shared by two keelsons."`
-	LogLevel int    `toml:"log_level" comment:"klog verbosity: 0 start-up and errors, 2 every mutating call, 4 every call, 6 full requests. Reloaded on SIGHUP."`
+	LogLevel int    `toml:"log_level" comment:"klog verbosity: 0 start-up and errors, 2 every mutating call, 4 every call, 6 full requests (credentials and environment values redacted). Reloaded on SIGHUP."`
+	// GCInterval is how often the background collection runs.
+	GCInterval Duration `toml:"gc_interval" comment:"How often keelson collects what no pod owns: CNI attachments of sandboxes that are gone (CNI DEL, then the CNI GC verb with the valid attachments) and containerd shims that serve no task. Also done at start."`
 
 	GRPC       GRPC       `toml:"grpc" comment:"The CRI gRPC endpoint kubelet and crictl talk to."`
 	Containerd Containerd `toml:"containerd" comment:"The containerd keelson drives."`
@@ -106,9 +108,10 @@ type Streaming struct {
 // Default returns the configuration used for every key the file does not set.
 func Default() Config {
 	return Config{
-		RootDir:  "/var/lib/keelson",
-		StateDir: "/run/keelson",
-		LogLevel: 0,
+		RootDir:    "/var/lib/keelson",
+		StateDir:   "/run/keelson",
+		LogLevel:   0,
+		GCInterval: Duration(10 * time.Minute),
 		GRPC: GRPC{
 			Socket:              "/run/keelson/keelson.sock",
 			MaxRecvMessageBytes: 16 << 20,
@@ -212,6 +215,9 @@ func (c *Config) Validate() error {
 	abs("root_dir", c.RootDir)
 	abs("state_dir", c.StateDir)
 	abs("grpc.socket", c.GRPC.Socket)
+	if c.GCInterval <= 0 {
+		bad("gc_interval must be positive")
+	}
 	if c.LogLevel < 0 || c.LogLevel > 10 {
 		bad("log_level must be between 0 and 10, got %d", c.LogLevel)
 	}

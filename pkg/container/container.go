@@ -11,12 +11,15 @@ package container
 import (
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/keelson/keelson/pkg/store"
 )
 
 // Labels and extension keys on the containerd container.
@@ -84,15 +87,17 @@ type Status struct {
 type Container struct {
 	Metadata
 
-	// mu serializes Start, Stop, Remove and Update of this container.
+	// mu serializes Start, Stop, Remove and Update of this container, and guards io.
+	// A stop does not hold it through the grace period.
 	mu sync.Mutex
 
-	statusMu sync.RWMutex
-	status   Status
-	spec     []byte        // OCI spec JSON, for verbose status and exec
-	exited   chan struct{} // closed once the container has exited (or never started)
-	oom      bool          // an OOM event was seen for the current run
-	io       *containerIO  // keelson-held stdio (tty/stdin containers), if any
+	status *store.Status[Status]
+	exited chan struct{} // closed once the container has exited (or never started)
+	oom    atomic.Bool   // an OOM event was seen for the current run
+	io     *containerIO  // keelson-held stdio (tty/stdin containers), if any
+
+	specMu sync.RWMutex
+	spec   []byte // OCI spec JSON, for verbose status and exec; changed by updates
 
 	userOnce sync.Once
 	user     *specs.User
@@ -110,17 +115,19 @@ func (c *Container) User() *specs.User {
 }
 
 // Status returns a copy of the status.
-func (c *Container) Status() Status {
-	c.statusMu.RLock()
-	defer c.statusMu.RUnlock()
-	return c.status
-}
+func (c *Container) Status() Status { return c.status.Get() }
 
 // Spec is the container's OCI spec as JSON.
 func (c *Container) Spec() []byte {
-	c.statusMu.RLock()
-	defer c.statusMu.RUnlock()
+	c.specMu.RLock()
+	defer c.specMu.RUnlock()
 	return c.spec
+}
+
+func (c *Container) setSpec(b []byte) {
+	c.specMu.Lock()
+	c.spec = b
+	c.specMu.Unlock()
 }
 
 // Resources is the container's current resources: updated ones, else the config's.

@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/store"
+	"github.com/keelson/keelson/pkg/undo"
 )
 
 // MaxExecOutput caps what ExecSync keeps of stdout and stderr together: kubelet
@@ -106,7 +107,7 @@ func (s *Service) Exec(ctx context.Context, id string, o ExecOptions) (int32, er
 	// background child holds it), so it happens after the reply.
 	defer func() {
 		go func() {
-			dctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+			dctx, cancel := context.WithTimeout(context.Background(), undo.Timeout)
 			defer cancel()
 			if _, err := process.Delete(dctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 				klog.V(2).InfoS("Deleting exec process", "containerID", c.ID, "execID", execID, "err", err)

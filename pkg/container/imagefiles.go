@@ -12,9 +12,9 @@ import (
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
-	securejoin "github.com/cyphar/filepath-securejoin"
 
 	keelsonimages "github.com/keelson/keelson/pkg/images"
+	"github.com/keelson/keelson/pkg/safefile"
 )
 
 // imageFiles reads small files (/etc/passwd, /etc/group) from images' root
@@ -75,12 +75,9 @@ func (f *imageFiles) load(ctx context.Context, img *keelsonimages.Image) (map[st
 	out := map[string][]byte{}
 	err = mount.WithReadonlyTempMount(ctx, mounts, func(root string) error {
 		for _, p := range cachedImagePaths {
-			// The image is untrusted: do not follow symlinks out of its root.
-			full, err := securejoin.SecureJoin(root, p)
-			if err != nil {
-				return err
-			}
-			b, err := os.ReadFile(full)
+			// The image is untrusted: its links resolve inside its root, and only a
+			// regular file of bounded size is read (never a device node or a FIFO).
+			b, err := safefile.ReadInRoot(ctx, root, p, safefile.MaxRead)
 			if errors.Is(err, os.ErrNotExist) {
 				out[p] = nil
 				continue

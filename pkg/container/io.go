@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/crilog"
+	"github.com/keelson/keelson/pkg/safefile"
 )
 
 // containerIO is the stdio keelson itself holds, for containers with a tty or stdin:
@@ -44,9 +45,13 @@ func (s *Service) ioCreator(c *Container) (cio.Creator, *containerIO, error) {
 		if c.LogPath == "" {
 			return cio.NullIO, nil, nil
 		}
-		if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o755); err != nil {
+		// The logger makes the directory too; making it here refuses a bad one
+		// before the task exists.
+		dir, err := safefile.MkdirAllNoFollow(filepath.Dir(c.LogPath), 0o755)
+		if err != nil {
 			return nil, nil, err
 		}
+		dir.Close()
 		u, err := crilog.LoggerURI(s.opts.LoggerBinary, c.LogPath, s.loggerPidPath(c.ID))
 		if err != nil {
 			return nil, nil, err

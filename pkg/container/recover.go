@@ -17,6 +17,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/runtime"
+	"github.com/keelson/keelson/pkg/store"
+	"github.com/keelson/keelson/pkg/undo"
 )
 
 // Load rebuilds the container index after a (re)start. It assumes:
@@ -56,10 +58,10 @@ func (s *Service) Load(ctx context.Context) error {
 func (s *Service) load(ctx context.Context, cc containerd.Container) *Container {
 	id := cc.ID()
 	c := &Container{exited: make(chan struct{})}
+	c.ID = id
 	unknown := func(reason string) *Container {
 		klog.ErrorS(errors.New(reason), "Container kept in UNKNOWN state", "containerID", id)
-		c.ID = id
-		c.status = Status{State: StateUnknown, Reason: ReasonUnknown, Message: reason}
+		c.status = store.NewStatus(s.statusPath(id), Status{State: StateUnknown, Reason: ReasonUnknown, Message: reason})
 		return c
 	}
 	md, spec, err := runtime.ReadRecord[Metadata](ctx, cc, ExtensionKey)
@@ -76,6 +78,11 @@ func (s *Service) load(ctx context.Context, cc containerd.Container) *Container 
 		if err := json.Unmarshal(b, &st); err != nil {
 			klog.ErrorS(err, "Status file unreadable; asking the task", "containerID", id)
 		}
+	}
+	c.status = store.NewStatus(s.statusPath(id), st)
+	// exit records an exit that happened while keelson was away.
+	exit := func(code uint32, at time.Time, message string) {
+		s.recordExit(c, int32(code), at, message)
 	}
 	task, err := cc.Task(ctx, nil)
 	switch {
@@ -96,8 +103,7 @@ func (s *Service) load(ctx context.Context, cc containerd.Container) *Container 
 			}
 		case ts.Status == containerd.Stopped:
 			// Exited while keelson was down: the shim still holds the real status.
-			c.status = st
-			s.recordExit(c, int32(ts.ExitStatus), ts.ExitTime, "")
+			exit(ts.ExitStatus, ts.ExitTime, "")
 			st = c.Status()
 			if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 				klog.ErrorS(err, "Deleting exited task", "containerID", id)
@@ -112,8 +118,7 @@ func (s *Service) load(ctx context.Context, cc containerd.Container) *Container 
 		if e, ok := runtime.ReadShimExit(s.exitPath(id)); ok && st.State == StateRunning {
 			// containerd restarted and dropped the exited task; the supervisor
 			// read its exit from the shim first.
-			c.status = st
-			s.recordExit(c, int32(e.Status), e.ExitedAt, "")
+			exit(e.Status, e.ExitedAt, "")
 			st = c.Status()
 		} else if st.State == StateRunning {
 			// The task is gone and its exit status with it.
@@ -124,11 +129,10 @@ func (s *Service) load(ctx context.Context, cc containerd.Container) *Container 
 	default:
 		st.State, st.Reason, st.Message = StateUnknown, ReasonUnknown, fmt.Sprintf("loading task: %v", err)
 	}
-	c.status = st
 	if st.State == StateExited {
 		closeOnce(c.exited)
 	}
-	if err := s.persist(c); err != nil {
+	if err := c.status.Set(st); err != nil {
 		klog.ErrorS(err, "Writing status file", "containerID", id)
 	} else if st.State == StateExited {
 		runtime.RemoveShimExit(s.exitPath(id))
@@ -143,9 +147,7 @@ func (s *Service) Watch(ctx context.Context) {
 		switch e := ev.(type) {
 		case *eventstypes.TaskOOM:
 			if c, ok := s.store.Get(e.ContainerID); ok {
-				c.statusMu.Lock()
-				c.oom = true
-				c.statusMu.Unlock()
+				c.oom.Store(true)
 			}
 		case *eventstypes.TaskExit:
 			if e.ID != e.ContainerID {
@@ -173,7 +175,7 @@ func (s *Service) Watch(ctx context.Context) {
 func (s *Service) cleanupExited(c *Container) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), undo.Timeout)
 	defer cancel()
 	cc, err := s.client.LoadContainer(ctx, c.ID)
 	if err != nil {

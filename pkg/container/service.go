@@ -21,6 +21,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/keelson/keelson/pkg/cgroups"
 	"github.com/keelson/keelson/pkg/config"
 	"github.com/keelson/keelson/pkg/events"
 	"github.com/keelson/keelson/pkg/failpoint"
@@ -29,9 +30,9 @@ import (
 	"github.com/keelson/keelson/pkg/runtime"
 	"github.com/keelson/keelson/pkg/sandbox"
 	"github.com/keelson/keelson/pkg/store"
+	"github.com/keelson/keelson/pkg/undo"
+	"github.com/keelson/keelson/pkg/validate"
 )
-
-const cleanupTimeout = 2 * time.Minute
 
 // Options configure the container service.
 type Options struct {
@@ -46,6 +47,8 @@ type Options struct {
 	RecursiveReadOnly map[string]bool
 	// Events receives lifecycle events (may be nil).
 	Events *events.Broadcaster
+	// Host is what request validation knows of the node.
+	Host validate.Host
 }
 
 // Service manages containers.
@@ -102,35 +105,32 @@ func logPath(dir, rel string) (string, error) {
 // for the client's retry.
 const keepResult = 5 * time.Minute
 
-// Create makes a container in a ready sandbox: name reserved, spec built, containerd
-// container with its root filesystem snapshot. The task comes at Start. When the
-// client's deadline passes first, the work goes on and a retry with the same name
-// gets its result.
+// Create makes a container in a ready sandbox: request validated, name reserved, spec
+// built, containerd container with its root filesystem snapshot. The task comes at
+// Start. When the client's deadline passes first, the work goes on and a retry with
+// the same name gets its result.
 func (s *Service) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.ContainerConfig) (string, error) {
+	if err := validate.Container(cfg, s.opts.Host); err != nil {
+		return "", err
+	}
 	sb, err := s.sandboxes.Get(sandboxID)
 	if err != nil {
 		return "", err
 	}
 	return s.inflight.Do(ctx, containerName(cfg, sb), keepResult, func(ctx context.Context) (string, error) {
-		return s.create(ctx, sb.ID, cfg)
+		return s.create(ctx, sb, cfg)
 	})
 }
 
-func (s *Service) create(ctx context.Context, sandboxID string, cfg *runtimeapi.ContainerConfig) (_ string, retErr error) {
-	if cfg.GetMetadata().GetName() == "" {
-		return "", fmt.Errorf("container config metadata.name is empty: %w", errdefs.ErrInvalidArgument)
-	}
-	if cfg.GetImage().GetImage() == "" {
-		return "", fmt.Errorf("container config image is empty: %w", errdefs.ErrInvalidArgument)
-	}
-	sb, err := s.sandboxes.Get(sandboxID)
+// create holds the sandbox for its whole run, so a concurrent StopPodSandbox or
+// RemovePodSandbox waits for it and then sees (and stops) the new container, rather
+// than leaving it behind.
+func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig) (_ string, retErr error) {
+	release, err := sb.Hold()
 	if err != nil {
 		return "", err
 	}
-	sbStatus := sb.Status()
-	if sbStatus.State != sandbox.StateReady {
-		return "", fmt.Errorf("pod sandbox %s is %s, not READY: %w", sb.ID, sbStatus.State, errdefs.ErrFailedPrecondition)
-	}
+	defer release()
 	img, err := s.images.Get(cfg.GetImage().GetImage())
 	if err != nil {
 		if errdefs.IsNotFound(err) {
@@ -152,9 +152,11 @@ func (s *Service) create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 	if err := s.names.Reserve(name, id); err != nil {
 		return "", fmt.Errorf("container %s: %w", name, err)
 	}
+	var steps undo.Stack
+	steps.Push("release the name", func(context.Context) error { s.names.Release(name, id); return nil })
 	defer func() {
 		if retErr != nil {
-			s.names.Release(name, id)
+			_ = steps.Run("containerID", id)
 		}
 	}()
 	if err := failpoint.Hit("container/create/reserved"); err != nil {
@@ -165,7 +167,7 @@ func (s *Service) create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 		ID: id, Name: name, SandboxID: sb.ID, Config: cfg,
 		ImageName: cfg.GetImage().GetImage(), ImageID: img.ID, ImageRef: img.ID,
 		LogPath: lp, StopSignal: img.Spec.Config.StopSignal, CreatedAt: nowNano(),
-	}}
+	}, exited: make(chan struct{})}
 	if len(img.RepoDigests) > 0 {
 		c.ImageRef = img.RepoDigests[0]
 	}
@@ -188,11 +190,13 @@ func (s *Service) create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 	if err != nil {
 		return "", err
 	}
+	if err := makeHostPaths(cfg.GetMounts()); err != nil {
+		return "", err
+	}
 	if err := c.Metadata.encode(); err != nil {
 		return "", err
 	}
-	specJSON, _ := json.Marshal(spec)
-	c.spec = specJSON
+	c.spec, _ = json.Marshal(spec)
 	if err := failpoint.Hit("container/create/spec"); err != nil {
 		return "", err
 	}
@@ -209,32 +213,45 @@ func (s *Service) create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 	if err != nil {
 		return "", fmt.Errorf("creating container: %w", err)
 	}
-	defer func() {
-		if retErr != nil {
-			cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-			defer cancel()
-			if err := cc.Delete(cctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
-				klog.ErrorS(err, "Undo: deleting container", "containerID", id)
-			}
-			_ = os.RemoveAll(s.stateDir(id))
+	steps.Push("delete container", func(ctx context.Context) error {
+		err := cc.Delete(ctx, containerd.WithSnapshotCleanup)
+		if errdefs.IsNotFound(err) {
+			err = nil
 		}
-	}()
+		return errors.Join(err, os.RemoveAll(s.stateDir(id)))
+	})
 	if err := failpoint.Hit("container/create/container"); err != nil {
 		return "", err
 	}
-	c.status = Status{State: StateCreated}
-	c.exited = make(chan struct{})
-	if err := s.persist(c); err != nil {
+	c.status = store.NewStatus(s.statusPath(id), Status{State: StateCreated})
+	if err := c.status.Save(); err != nil {
 		return "", err
 	}
 	s.store.Put(id, c)
+	steps.Push("forget container", func(context.Context) error { s.store.Delete(id); return nil })
 	if err := failpoint.Hit("container/create/done"); err != nil {
-		s.store.Delete(id)
 		return "", err
 	}
 	s.publish(events.Created, c)
 	klog.V(2).InfoS("Container created", "containerID", id, "name", name, "podSandboxID", sb.ID)
 	return id, nil
+}
+
+// makeHostPaths creates the missing host directories of bind mounts, as containerd's
+// CRI does: kubelet relies on it for hostPath volumes of type "".
+func makeHostPaths(ms []*runtimeapi.Mount) error {
+	for _, m := range ms {
+		p := m.GetHostPath()
+		if p == "" || m.GetImage().GetImage() != "" {
+			continue
+		}
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return fmt.Errorf("creating the missing host_path %s of the mount at %s: %w", p, m.GetContainerPath(), err)
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Service) publish(t events.Type, c *Container) {
@@ -283,18 +300,6 @@ func (s *Service) targetPID(cfg *runtimeapi.ContainerConfig) uint32 {
 	return c.Status().Pid
 }
 
-// persist writes the status file.
-func (s *Service) persist(c *Container) error {
-	return store.SaveJSON(s.statusPath(c.ID), c.Status())
-}
-
-func (s *Service) setStatus(c *Container, change func(st *Status)) error {
-	c.statusMu.Lock()
-	change(&c.status)
-	c.statusMu.Unlock()
-	return s.persist(c)
-}
-
 // Get resolves a container by ID or unique ID prefix.
 func (s *Service) Get(id string) (*Container, error) {
 	c, _, err := s.store.Resolve(id)
@@ -308,29 +313,36 @@ func (s *Service) Get(id string) (*Container, error) {
 func (s *Service) List() []*Container { return s.store.List() }
 
 // Start creates the container's task with its stdio and starts it. A failure leaves
-// the container EXITED with reason StartError, as kubelet expects.
+// the container EXITED with reason StartError, as kubelet expects. The sandbox is
+// held meanwhile, so it cannot be stopped under a starting container.
 func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 	c, err := s.Get(id)
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st := c.Status().State; st != StateCreated {
-		return fmt.Errorf("container %s is %s; only a CREATED container can start: %w", c.ID, st, errdefs.ErrFailedPrecondition)
-	}
 	sb, err := s.sandboxes.Get(c.SandboxID)
 	if err != nil {
 		return err
 	}
-	if st := sb.Status().State; st != sandbox.StateReady {
-		return fmt.Errorf("pod sandbox %s of container %s is %s, not READY: %w", sb.ID, c.ID, st, errdefs.ErrFailedPrecondition)
+	release, err := sb.Hold()
+	if err != nil {
+		return fmt.Errorf("starting container %s: %w", c.ID, err)
+	}
+	defer release()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status.Removed() {
+		return fmt.Errorf("container %s was removed: %w", c.ID, errdefs.ErrNotFound)
+	}
+	if st := c.Status().State; st != StateCreated {
+		return fmt.Errorf("container %s is %s; only a CREATED container can start: %w", c.ID, st, errdefs.ErrFailedPrecondition)
 	}
 	defer func() {
 		if retErr != nil {
-			_ = s.setStatus(c, func(st *Status) {
+			_ = c.status.Update(func(st *Status) bool {
 				st.State, st.ExitCode, st.Reason, st.Message = StateExited, 128, ReasonStartError, retErr.Error()
 				st.FinishedAt = nowNano()
+				return true
 			})
 			closeOnce(c.exited)
 			s.publish(events.Stopped, c)
@@ -362,7 +374,7 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 		if retErr == nil {
 			return
 		}
-		dctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		dctx, cancel := context.WithTimeout(context.Background(), undo.Timeout)
 		defer cancel()
 		if _, derr := task.Delete(dctx, containerd.WithProcessKill); derr != nil && !errdefs.IsNotFound(derr) {
 			klog.ErrorS(derr, "Undo: deleting task", "containerID", c.ID)
@@ -380,12 +392,13 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 	if err := failpoint.Hit("container/start/started"); err != nil {
 		return err
 	}
-	if err := s.setStatus(c, func(st *Status) {
+	if err := c.status.Update(func(st *Status) bool {
 		st.Pid, st.StartedAt = task.Pid(), startedAt
 		// A process that exits at once may have been recorded as exited already.
 		if st.State != StateExited {
 			st.State = StateRunning
 		}
+		return true
 	}); err != nil {
 		return err
 	}
@@ -403,7 +416,8 @@ func closeOnce(ch chan struct{}) {
 }
 
 // Stop sends the stop signal, waits up to timeout, then SIGKILL. Idempotent; unknown
-// IDs and containers that are not running succeed.
+// IDs and containers that are not running succeed. The container's lock is not held
+// while the grace period runs: a status, an exec or a concurrent Stop is not held up.
 func (s *Service) Stop(ctx context.Context, id string, timeout time.Duration) error {
 	c, err := s.Get(id)
 	if errdefs.IsNotFound(err) {
@@ -412,55 +426,92 @@ func (s *Service) Stop(ctx context.Context, id string, timeout time.Duration) er
 	if err != nil {
 		return err
 	}
+	if timeout > 0 {
+		exited, err := s.signal(ctx, c)
+		if err != nil {
+			return err
+		}
+		if exited != nil {
+			t := time.NewTimer(timeout)
+			select {
+			case <-exited:
+			case <-t.C:
+				klog.V(2).InfoS("Container did not stop in time; killing it", "containerID", c.ID, "timeout", timeout)
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+			t.Stop()
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return s.stopLocked(ctx, c, timeout)
-}
-
-func (s *Service) stopLocked(ctx context.Context, c *Container, timeout time.Duration) error {
-	st := c.Status()
-	if st.State != StateRunning && st.State != StateUnknown {
+	if c.status.Removed() {
 		return nil
 	}
+	return s.killLocked(ctx, c)
+}
+
+// signal sends a running container its stop signal and returns a channel closed once
+// it has exited; nil if it is not running.
+func (s *Service) signal(ctx context.Context, c *Container) (<-chan struct{}, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.Status().State; c.status.Removed() || (st != StateRunning && st != StateUnknown) {
+		return nil, nil
+	}
+	task, err := s.runningTask(ctx, c)
+	if task == nil || err != nil {
+		return nil, err
+	}
+	sig := syscall.SIGTERM
+	if c.StopSignal != "" {
+		if parsed, err := signal.ParseSignal(c.StopSignal); err == nil {
+			sig = parsed
+		}
+	}
+	if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("signalling container %s: %w", c.ID, err)
+	}
+	return c.exited, nil
+}
+
+// runningTask loads the task of a container thought running; nil (and the exit
+// recorded) when the task or the container record is gone.
+func (s *Service) runningTask(ctx context.Context, c *Container) (containerd.Task, error) {
 	cc, err := s.client.LoadContainer(ctx, c.ID)
 	if errdefs.IsNotFound(err) {
 		s.recordExit(c, 255, time.Now(), "container record is gone")
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	task, err := cc.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {
 		s.recordExit(c, 255, time.Now(), "task is gone")
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("loading task of container %s: %w", c.ID, err)
+		return nil, fmt.Errorf("loading task of container %s: %w", c.ID, err)
+	}
+	return task, nil
+}
+
+// killLocked kills a running container (SIGKILL to all its processes) and waits for
+// the exit. c.mu is held.
+func (s *Service) killLocked(ctx context.Context, c *Container) error {
+	if st := c.Status().State; st != StateRunning && st != StateUnknown {
+		return nil
+	}
+	task, err := s.runningTask(ctx, c)
+	if task == nil || err != nil {
+		return err
 	}
 	// Wait before signalling, so the exit cannot be missed.
 	waitCh, err := task.Wait(ctx)
 	if err != nil {
 		return fmt.Errorf("waiting for container %s: %w", c.ID, err)
-	}
-	if timeout > 0 {
-		sig := syscall.SIGTERM
-		if c.StopSignal != "" {
-			if parsed, err := signal.ParseSignal(c.StopSignal); err == nil {
-				sig = parsed
-			}
-		}
-		if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("signalling container %s: %w", c.ID, err)
-		}
-		select {
-		case es := <-waitCh:
-			return s.finishExit(ctx, c, task, es)
-		case <-time.After(timeout):
-			klog.V(2).InfoS("Container did not stop in time; killing it", "containerID", c.ID, "timeout", timeout)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
 	}
 	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("killing container %s: %w", c.ID, err)
@@ -486,14 +537,9 @@ func (s *Service) finishExit(ctx context.Context, c *Container, task containerd.
 
 // recordExit stores an exit once (events and Wait may both report it).
 func (s *Service) recordExit(c *Container, code int32, at time.Time, message string) {
-	c.statusMu.Lock()
-	if c.status.State == StateExited {
-		c.statusMu.Unlock()
-		return
-	}
 	reason := ReasonCompleted
 	switch {
-	case c.oom:
+	case c.oom.Load():
 		reason = ReasonOOMKilled
 	case code != 0:
 		reason = ReasonError
@@ -501,13 +547,23 @@ func (s *Service) recordExit(c *Container, code int32, at time.Time, message str
 	if at.IsZero() {
 		at = time.Now()
 	}
-	c.status.State, c.status.ExitCode, c.status.Reason, c.status.FinishedAt = StateExited, code, reason, at.UnixNano()
-	if message != "" {
-		c.status.Message = message
-	}
-	c.statusMu.Unlock()
-	if err := s.persist(c); err != nil {
+	changed := false
+	err := c.status.Update(func(st *Status) bool {
+		if st.State == StateExited {
+			return false
+		}
+		st.State, st.ExitCode, st.Reason, st.FinishedAt = StateExited, code, reason, at.UnixNano()
+		if message != "" {
+			st.Message = message
+		}
+		changed = true
+		return true
+	})
+	if err != nil && !errors.Is(err, store.ErrRemoved) {
 		klog.ErrorS(err, "Persisting container exit", "containerID", c.ID)
+	}
+	if !changed {
+		return
 	}
 	closeOnce(c.exited)
 	s.publish(events.Stopped, c)
@@ -537,10 +593,10 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := s.store.Get(c.ID); !ok {
+	if c.status.Removed() {
 		return nil
 	}
-	if err := s.stopLocked(ctx, c, 0); err != nil {
+	if err := s.killLocked(ctx, c); err != nil {
 		return err
 	}
 	cc, err := s.client.LoadContainer(ctx, c.ID)
@@ -558,7 +614,13 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 		c.io.close()
 		c.io = nil
 	}
-	if err := os.RemoveAll(s.stateDir(c.ID)); err != nil {
+	// runc removes the cgroup with the task; a task creation cut short (keelson
+	// killed inside it) can leave it, with a runc init inside.
+	if err := cgroups.Remove(oci.SpecCgroupsPath(c.Spec())); err != nil {
+		klog.ErrorS(err, "Removing the container's cgroup (keelson doctor lists it)", "containerID", c.ID)
+	}
+	// From here on nothing may write the container's files again.
+	if err := errors.Join(c.status.Remove(), os.RemoveAll(s.stateDir(c.ID))); err != nil {
 		return err
 	}
 	s.store.Delete(c.ID)

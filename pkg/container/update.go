@@ -15,13 +15,17 @@ import (
 
 	"github.com/keelson/keelson/pkg/crilog"
 	"github.com/keelson/keelson/pkg/oci"
+	"github.com/keelson/keelson/pkg/validate"
 )
 
 // UpdateResources applies new resources to the running task and records them in the
 // container's spec and status, so a restart and ContainerStatus show them.
 func (s *Service) UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error {
 	if r == nil {
-		return fmt.Errorf("no linux resources given: %w", errdefs.ErrInvalidArgument)
+		return fmt.Errorf("linux: no resources given: %w", errdefs.ErrInvalidArgument)
+	}
+	if err := validate.Resources("linux", r, s.opts.Host); err != nil {
+		return err
 	}
 	c, err := s.Get(id)
 	if err != nil {
@@ -29,6 +33,9 @@ func (s *Service) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.status.Removed() {
+		return fmt.Errorf("container %s was removed: %w", c.ID, errdefs.ErrNotFound)
+	}
 	st := c.Status().State
 	if st != StateCreated && st != StateRunning {
 		return fmt.Errorf("container %s is %s: only created or running containers can be updated: %w", c.ID, st, errdefs.ErrFailedPrecondition)
@@ -58,10 +65,8 @@ func (s *Service) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	}
 	b, _ := proto.Marshal(r)
 	specJSON, _ := json.Marshal(&spec)
-	c.statusMu.Lock()
-	c.spec = specJSON
-	c.statusMu.Unlock()
-	return s.setStatus(c, func(st *Status) { st.Resources = b })
+	c.setSpec(specJSON)
+	return c.status.Update(func(st *Status) bool { st.Resources = b; return true })
 }
 
 // ReopenLog makes the container's logger reopen its log file after kubelet rotated it.

@@ -40,7 +40,7 @@ func UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	method := shortMethod(info.FullMethod)
 	start := time.Now()
 	if klog.V(vBodies).Enabled() {
-		klog.InfoS("CRI call", "method", method, "request", req)
+		klog.InfoS("CRI call", "method", method, "request", redact(req))
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -79,7 +79,7 @@ func logCall(method string, took time.Duration, err error, resp any) {
 			klog.InfoS("CRI call done", "method", method, "took", took, "code", code)
 		}
 		if resp != nil && klog.V(vBodies).Enabled() {
-			klog.InfoS("CRI response", "method", method, "response", resp)
+			klog.InfoS("CRI response", "method", method, "response", redact(resp))
 		}
 	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unavailable, codes.DeadlineExceeded:
 		klog.ErrorS(err, "CRI call failed", "method", method, "took", took, "code", code)

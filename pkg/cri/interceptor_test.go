@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func TestToStatus(t *testing.T) {
@@ -55,5 +57,31 @@ func TestUnaryInterceptorRecoversPanic(t *testing.T) {
 	})
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("err=%v, want NotFound", err)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	req := &runtimeapi.PullImageRequest{
+		Image: &runtimeapi.ImageSpec{Image: "registry.example/app:1"},
+		Auth:  &runtimeapi.AuthConfig{Username: "bob", Password: "hunter2", Auth: "Ym9iOmh1bnRlcjI=", IdentityToken: "idtok", RegistryToken: "regtok"},
+	}
+	got := fmt.Sprint(redact(req))
+	for _, secret := range []string{"hunter2", "Ym9iOmh1bnRlcjI=", "idtok", "regtok"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("%q logged: %s", secret, got)
+		}
+	}
+	if !strings.Contains(got, "bob") || !strings.Contains(got, "registry.example/app:1") {
+		t.Errorf("non-secret fields lost: %s", got)
+	}
+	if req.Auth.Password != "hunter2" {
+		t.Error("the request itself was changed")
+	}
+	create := &runtimeapi.CreateContainerRequest{Config: &runtimeapi.ContainerConfig{
+		Envs: []*runtimeapi.KeyValue{{Key: "DB_PASSWORD", Value: []byte("s3cret")}},
+	}}
+	got = fmt.Sprint(redact(create))
+	if strings.Contains(got, "s3cret") || !strings.Contains(got, "DB_PASSWORD") {
+		t.Errorf("env: %s", got)
 	}
 }

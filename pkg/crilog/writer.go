@@ -16,7 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
+
+	"github.com/keelson/keelson/pkg/safefile"
 	"time"
 )
 
@@ -55,13 +56,16 @@ func NewWriter(path string) (*Writer, error) {
 	return &Writer{path: path, f: f}, nil
 }
 
-// openLog opens path for appending like containerd's CRI does: the pod log directory is
-// made if kubelet has not yet, and a symlink planted at the file is refused.
+// openLog opens path for appending: the pod log directory is made if kubelet has not
+// yet, and a symbolic link anywhere on the path — planted at the file or at one of
+// its directories — is refused, since the writer runs as root.
 func openLog(path string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir, err := safefile.MkdirAllNoFollow(filepath.Dir(path), 0o755)
+	if err != nil {
 		return nil, err
 	}
-	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o640)
+	defer dir.Close()
+	return safefile.OpenAppend(dir, filepath.Base(path), 0o640)
 }
 
 // Reopen opens the file at the writer's path again and switches to it: kubelet rotates

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
+	"github.com/keelson/keelson/pkg/cgroups"
 	"github.com/keelson/keelson/pkg/cni"
 	"github.com/keelson/keelson/pkg/config"
 	"github.com/keelson/keelson/pkg/container"
@@ -28,6 +29,7 @@ import (
 	"github.com/keelson/keelson/pkg/sandbox"
 	"github.com/keelson/keelson/pkg/stats"
 	"github.com/keelson/keelson/pkg/streaming"
+	"github.com/keelson/keelson/pkg/validate"
 	"github.com/keelson/keelson/pkg/version"
 )
 
@@ -132,12 +134,18 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	d.images.Run(bg)
 
 	klog.InfoS("Loading CNI config", "confDir", cfg.CNI.ConfDir, "binDirs", cfg.CNI.BinDirs)
-	d.network = cni.New(cfg.CNI.ConfDir, cfg.CNI.BinDirs, cfg.CNI.CacheDir, filepath.Join(cfg.RootDir, "pod-cidr"))
+	d.network = cni.New(cniOptions(cfg))
 	_ = d.network.Load()
 	if err := d.network.Watch(bg); err != nil {
 		return d, err
 	}
 
+	host := validate.Host{
+		CgroupV2:     cgroups.IsV2(),
+		CgroupDriver: cfg.Runtime.CgroupDriver,
+		CPUs:         validate.ReadCPUSet("/sys/devices/system/cpu/online"),
+		Mems:         validate.ReadCPUSet("/sys/devices/system/node/online"),
+	}
 	d.sandboxes = sandbox.New(conn, d.images, d.network, sandbox.Options{
 		RootDir:        cfg.RootDir,
 		StateDir:       cfg.StateDir,
@@ -146,11 +154,13 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		DefaultHandler: cfg.Runtime.DefaultHandler,
 		Events:         d.events,
 		PauseContainer: cfg.Runtime.PauseContainer,
+		Host:           host,
 	})
 	d.sandboxes.Watch(bg)
 	if err := d.sandboxes.Load(ctx); err != nil {
 		return d, err
 	}
+
 	logger, err := loggerBinary(cfg.Runtime.LoggerBinary)
 	if err != nil {
 		return d, err
@@ -169,12 +179,17 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		LoggerV2:          versionAtLeast(conn.Version(), 2, 2),
 		PidsLimit:         cfg.Runtime.PidsLimit,
 		Events:            d.events,
+		Host:              host,
 	})
 	d.sandboxes.SetHooks(sandbox.Hooks{StopContainers: d.containers.StopPod, RemoveContainers: d.containers.RemovePod})
 	d.containers.Watch(bg)
 	if err := d.containers.Load(ctx); err != nil {
 		return d, err
 	}
+	// Nothing of keelson's is being created yet: every shim without a task is left
+	// over, however young.
+	conn.ReapOrphanShims(ctx, 0)
+	go every(bg, cfg.GCInterval.D(), d.collect)
 	d.stats = stats.New(conn.Client, stats.Options{Snapshotter: cfg.Containerd.Snapshotter},
 		stats.Sources{Containers: d.containers.List, Sandboxes: d.sandboxes.List})
 	d.stats.Start(bg)
@@ -294,6 +309,13 @@ func (d *Daemon) serve() error {
 		go func() { d.serveErr <- tlsSrv.Serve(tcpL) }()
 	}
 	return nil
+}
+
+// collect is the background collection: CNI attachments of sandboxes that are gone,
+// and shims that serve no task (older than a minute, so none being created).
+func (d *Daemon) collect(ctx context.Context) {
+	d.sandboxes.GCNetwork(ctx)
+	d.conn.ReapOrphanShims(ctx, time.Minute)
 }
 
 // info is Status's verbose information.

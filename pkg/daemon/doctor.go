@@ -51,10 +51,13 @@ func Doctor(ctx context.Context, cfg config.Config, fix bool, out io.Writer) (in
 		return 0, err
 	}
 	defer conn.Close()
-	network := cni.New(cfg.CNI.ConfDir, cfg.CNI.BinDirs, cfg.CNI.CacheDir, "")
+	network := cni.New(cniOptions(cfg))
 	_ = network.Load()
 
-	node := &doctor.Node{Client: conn.Client, Snapshotter: cfg.Containerd.Snapshotter, Network: network, RootDir: cfg.RootDir, StateDir: cfg.StateDir}
+	node := &doctor.Node{Conn: conn, Client: conn.Client, Snapshotter: cfg.Containerd.Snapshotter, Network: network, RootDir: cfg.RootDir, StateDir: cfg.StateDir}
+	if running {
+		node.ShimMinAge = time.Minute
+	}
 	findings, err := node.Audit(ctx)
 	if err != nil {
 		return 0, err

@@ -1,12 +1,15 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"time"
 
+	"github.com/keelson/keelson/pkg/cni"
 	"github.com/keelson/keelson/pkg/config"
 	"github.com/keelson/keelson/pkg/runtime"
 )
@@ -50,4 +53,29 @@ func probeHandlers(cfg config.Config) map[string]runtime.HandlerFeatures {
 		}
 	}
 	return out
+}
+
+// cniOptions locates the CNI config, plugins and keelson's attachment records.
+func cniOptions(cfg config.Config) cni.Options {
+	return cni.Options{
+		ConfDir:     cfg.CNI.ConfDir,
+		BinDirs:     cfg.CNI.BinDirs,
+		CacheDir:    cfg.CNI.CacheDir,
+		PodCIDRFile: filepath.Join(cfg.RootDir, "pod-cidr"),
+		PendingDir:  filepath.Join(cfg.RootDir, "cni", "pending"),
+	}
+}
+
+// every runs fn every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
+	}
 }

@@ -6,11 +6,13 @@ package doctor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -21,11 +23,12 @@ import (
 	"github.com/keelson/keelson/pkg/cni"
 	"github.com/keelson/keelson/pkg/mounts"
 	"github.com/keelson/keelson/pkg/netns"
+	"github.com/keelson/keelson/pkg/runtime"
 )
 
 // Finding is one thing no sandbox or container owns.
 type Finding struct {
-	Kind string // netns, cni, ip, iptables, cgroup, container, task, snapshot, lease, file
+	Kind string // netns, cni, ip, iptables, cgroup, container, task, shim, snapshot, lease, file
 	What string
 	fix  func(ctx context.Context) error
 }
@@ -34,11 +37,15 @@ func (f Finding) String() string { return f.Kind + ": " + f.What }
 
 // Node is what the doctor looks at.
 type Node struct {
+	Conn        *runtime.Conn
 	Client      *containerd.Client
 	Snapshotter string
-	Network     *cni.Manager
-	RootDir     string
-	StateDir    string
+	// ShimMinAge: younger shims without a task are not reported (keelson may be
+	// creating their task right now).
+	ShimMinAge time.Duration
+	Network    *cni.Manager
+	RootDir    string
+	StateDir   string
 }
 
 // idRE matches keelson's object IDs.
@@ -93,6 +100,16 @@ func (n *Node) Audit(ctx context.Context) ([]Finding, error) {
 			}
 		}
 	}
+	if shims, err := n.Conn.OrphanShims(ctx, n.ShimMinAge); err == nil {
+		for _, sh := range shims {
+			add(Finding{Kind: "shim", What: fmt.Sprintf("pid %d serving %s, no task behind it", sh.Pid, short(sh.ID)), fix: func(context.Context) error {
+				if err := syscall.Kill(sh.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+					return err
+				}
+				return nil
+			}})
+		}
+	}
 	sn := n.Client.SnapshotService(n.Snapshotter)
 	_ = sn.Walk(ctx, func(ctx context.Context, info snapshots.Info) error {
 		if info.Kind != snapshots.KindCommitted && !known[info.Name] {
@@ -121,7 +138,10 @@ func (n *Node) Audit(ctx context.Context) ([]Finding, error) {
 			add(Finding{Kind: "cni", What: o})
 		}
 		if len(orphans) > 0 {
-			out[len(out)-1].fix = func(ctx context.Context) error { n.Network.GC(ctx, known); return nil }
+			out[len(out)-1].fix = func(ctx context.Context) error {
+				n.Network.GC(ctx, known)
+				return errors.Join(n.Network.Recover(ctx, known)...)
+			}
 		}
 	}
 	netnsDir := filepath.Join(n.StateDir, "netns")
@@ -148,8 +168,16 @@ func (n *Node) Audit(ctx context.Context) ([]Finding, error) {
 	if network, _ := n.Network.Network(); network != nil {
 		networkName = network.Name
 	}
-	for _, r := range orphanRules(known, networkName) {
-		add(r)
+	if networkName != "" {
+		byID := map[string][]cni.Rule{}
+		for _, r := range cni.TaggedRules(networkName, func(id string) bool { return !known[id] }) {
+			byID[r.ID] = append(byID[r.ID], r)
+		}
+		for id, rules := range byID {
+			add(Finding{Kind: "iptables", What: fmt.Sprintf("%d rules of %s on network %s", len(rules), short(id), networkName), fix: func(ctx context.Context) error {
+				return cni.DeleteRules(ctx, rules)
+			}})
+		}
 	}
 
 	// cgroups named by IDs keelson no longer knows.

@@ -1,11 +1,14 @@
+//go:build failpoints
+
 // Package failpoint lets tests stop keelson at named points of its RPCs, to prove
 // that a crash or a slow step anywhere leaves nothing a restart and a retry cannot
-// clean up. Points are switched on by the environment only:
+// clean up. They exist only in a binary built with `-tags failpoints` (the test
+// harness builds one); there, the environment switches points on:
 //
 //	KEELSON_FAILPOINTS="sandbox/run/after-cni=crash,container/start/after-task=sleep:3s"
 //
 // Actions: crash (SIGKILL keelson itself), sleep:<duration>, error (the step fails).
-// With the variable unset (production), Hit is one map lookup on an empty map.
+// A production build has no failpoints: Hit is an empty function.
 package failpoint
 
 import (

@@ -15,8 +15,9 @@ import (
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/keelson/keelson/pkg/cgroups"
 )
 
 // ContainerInput is what a container's spec is made of.
@@ -35,7 +36,7 @@ type ContainerInput struct {
 	// ReadImageFile reads a file of the image's root fs ("/etc/passwd", "/etc/group");
 	// its error satisfies errors.Is(err, os.ErrNotExist) when the file is absent.
 	ReadImageFile func(path string) ([]byte, error)
-	// ReadHostFile reads host files (seccomp localhost profiles); nil = os.ReadFile.
+	// ReadHostFile reads host files (seccomp localhost profiles); nil = a bounded read of a regular file.
 	ReadHostFile func(path string) ([]byte, error)
 	// MountPropagation tells the propagation of the host mount holding hostPath;
 	// nil = HostMountPropagation (/proc/self/mountinfo).
@@ -86,10 +87,6 @@ func ContainerSpec(ctx context.Context, in ContainerInput) (*specs.Spec, error) 
 	if privileged && !in.SandboxConfig.GetLinux().GetSecurityContext().GetPrivileged() {
 		return nil, fmt.Errorf("container %q is privileged but its pod sandbox is not (privileged containers need a privileged pod): %w", name, errdefs.ErrInvalidArgument)
 	}
-	// Mode's zero value is POD: only a present UsernsOptions asks for a user namespace.
-	if u := sc.GetNamespaceOptions().GetUsernsOptions(); u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD {
-		return nil, fmt.Errorf("container %q: user namespaces (hostUsers: false) are not supported: %w", name, errdefs.ErrNotImplemented)
-	}
 
 	args, err := containerArgs(cfg, in.Image)
 	if err != nil {
@@ -119,7 +116,7 @@ func ContainerSpec(ctx context.Context, in ContainerInput) (*specs.Spec, error) 
 	if err != nil {
 		return nil, err
 	}
-	seccompOpt, err := withSeccomp(seccompProfile, privileged, in.ReadHostFile)
+	seccompOpt, err := withSeccomp(ctx, seccompProfile, privileged, in.ReadHostFile)
 	if err != nil {
 		return nil, err
 	}
@@ -350,13 +347,7 @@ func containerNamespaces(ns *runtimeapi.NamespaceOption, sb SandboxFacts, target
 }
 
 // cgroupV2 tells whether /sys/fs/cgroup is the unified hierarchy. A variable for tests.
-var cgroupV2 = sync.OnceValue(func() bool {
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil {
-		return false
-	}
-	return st.Type == unix.CGROUP2_SUPER_MAGIC
-})
+var cgroupV2 = cgroups.IsV2
 
 // containerSeccompProfile reads the seccomp field, or the deprecated
 // seccomp_profile_path ("runtime/default", "unconfined", "localhost/<path>") that
@@ -515,14 +506,7 @@ func containerResources(r *runtimeapi.LinuxContainerResources, pidsLimit int64) 
 }
 
 // hugetlbPresent tells whether the hugetlb cgroup controller exists. A variable for tests.
-var hugetlbPresent = sync.OnceValue(func() bool {
-	if cgroupV2() {
-		b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
-		return err == nil && strings.Contains(" "+strings.TrimSpace(string(b))+" ", " hugetlb ")
-	}
-	_, err := os.Stat("/sys/fs/cgroup/hugetlb")
-	return err == nil
-})
+var hugetlbPresent = sync.OnceValue(func() bool { return cgroups.HasController("hugetlb") })
 
 func ensureResources(s *specs.Spec) *specs.LinuxResources {
 	if s.Linux == nil {

@@ -439,13 +439,6 @@ func TestContainerNamespaces(t *testing.T) {
 			check: wantNS(specs.PIDNamespace, false, ""),
 		},
 		{
-			name: "user namespaces refused",
-			mod: func(in *ContainerInput) {
-				sc(in).NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}
-			},
-			wantErr: errdefs.ErrNotImplemented,
-		},
-		{
 			name:  "cgroup namespace on cgroup v2",
 			check: wantNS(specs.CgroupNamespace, cgroupV2(), ""),
 		},

@@ -8,6 +8,7 @@ package oci
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,6 +22,8 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/keelson/keelson/pkg/safefile"
 )
 
 // Annotations on every spec, as containerd's CRI sets them, for OCI runtimes and hooks
@@ -88,7 +91,7 @@ func CgroupsPath(parent, id string) string {
 // withSeccomp applies a CRI seccomp choice. RuntimeDefault uses keelson's default
 // profile; Localhost reads the named file; Unconfined and unset apply none (the
 // kubelet default for an unset profile is Unconfined). Privileged pods never get one.
-func withSeccomp(sp *runtimeapi.SecurityProfile, privileged bool, readFile func(string) ([]byte, error)) (oci.SpecOpts, error) {
+func withSeccomp(ctx context.Context, sp *runtimeapi.SecurityProfile, privileged bool, readFile func(string) ([]byte, error)) (oci.SpecOpts, error) {
 	if privileged || sp == nil {
 		return nil, nil
 	}
@@ -103,7 +106,8 @@ func withSeccomp(sp *runtimeapi.SecurityProfile, privileged bool, readFile func(
 			return nil, fmt.Errorf("seccomp localhost profile %q must be an absolute path: %w", path, errdefs.ErrInvalidArgument)
 		}
 		if readFile == nil {
-			readFile = os.ReadFile
+			// A regular file of bounded size only: the path comes from the request.
+			readFile = func(p string) ([]byte, error) { return safefile.ReadFile(ctx, p, safefile.MaxRead) }
 		}
 		data, err := readFile(path)
 		if err != nil {
@@ -112,4 +116,17 @@ func withSeccomp(sp *runtimeapi.SecurityProfile, privileged bool, readFile func(
 		return withSeccompProfileJSON(path, data), nil
 	}
 	return nil, fmt.Errorf("unknown seccomp profile type %v: %w", sp.ProfileType, errdefs.ErrInvalidArgument)
+}
+
+// SpecCgroupsPath is the cgroupsPath of a spec kept as JSON ("" if none).
+func SpecCgroupsPath(spec []byte) string {
+	var s struct {
+		Linux *struct {
+			CgroupsPath string `json:"cgroupsPath"`
+		} `json:"linux"`
+	}
+	if json.Unmarshal(spec, &s) != nil || s.Linux == nil {
+		return ""
+	}
+	return s.Linux.CgroupsPath
 }

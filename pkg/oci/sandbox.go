@@ -37,14 +37,6 @@ func SandboxSpec(ctx context.Context, in SandboxInput) (*specs.Spec, error) {
 	hostIPC := nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE
 	hostPID := nsOpts.GetPid() == runtimeapi.NamespaceMode_NODE
 
-	if err := validateSysctls(lx.GetSysctls(), hostNet, hostIPC); err != nil {
-		return nil, err
-	}
-	// Ignoring this would run the pod as the host's root while it asked for an
-	// unprivileged user namespace.
-	if u := nsOpts.GetUsernsOptions(); u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD {
-		return nil, fmt.Errorf("pod user namespaces (hostUsers: false) are not supported: %w", errdefs.ErrNotImplemented)
-	}
 	args := append(append([]string{}, in.Image.Entrypoint...), in.Image.Cmd...)
 	if len(args) == 0 {
 		return nil, fmt.Errorf("sandbox image has neither entrypoint nor cmd: %w", errdefs.ErrInvalidArgument)
@@ -96,7 +88,7 @@ func SandboxSpec(ctx context.Context, in SandboxInput) (*specs.Spec, error) {
 	if sc.GetPrivileged() {
 		opts = append(opts, oci.WithPrivileged)
 	}
-	seccompOpt, err := withSeccomp(sc.GetSeccomp(), sc.GetPrivileged(), in.ReadFile)
+	seccompOpt, err := withSeccomp(ctx, sc.GetSeccomp(), sc.GetPrivileged(), in.ReadFile)
 	if err != nil {
 		return nil, err
 	}
@@ -158,49 +150,13 @@ func withNumericUser(user string) oci.SpecOpts {
 	return oci.WithUIDGID(uid, gid)
 }
 
-// validateSysctls refuses sysctls that would change the host: net.* with host
-// networking, UTS ones with host networking (which brings the host's UTS namespace),
-// IPC ones with the host IPC namespace.
-func validateSysctls(sysctls map[string]string, hostNet, hostIPC bool) error {
-	for k := range sysctls {
-		switch {
-		case hostNet && strings.HasPrefix(k, "net."):
-			return fmt.Errorf("sysctl %q is not allowed with host networking (it would change the node): %w", k, errdefs.ErrInvalidArgument)
-		case hostNet && (k == "kernel.hostname" || k == "kernel.domainname"):
-			return fmt.Errorf("sysctl %q is not allowed with host networking (the pod shares the node's UTS namespace): %w", k, errdefs.ErrInvalidArgument)
-		case hostIPC && (strings.HasPrefix(k, "kernel.shm") || strings.HasPrefix(k, "kernel.msg") || k == "kernel.sem" || strings.HasPrefix(k, "fs.mqueue.")):
-			return fmt.Errorf("sysctl %q is not allowed with the host IPC namespace: %w", k, errdefs.ErrInvalidArgument)
-		}
-	}
-	return nil
-}
-
 // InfraLessSandboxSpec is the spec recorded for a pod without a pause process: no
-// process runs it; it carries the pod's identity for tools reading containerd. Its
-// sysctls are checked as for a pause container.
-func InfraLessSandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig) (*specs.Spec, error) {
-	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	if nsOpts.GetUsernsOptions() != nil && nsOpts.GetUsernsOptions().GetMode() == runtimeapi.NamespaceMode_POD {
-		return nil, fmt.Errorf("pod user namespaces (hostUsers: false) are not supported: %w", errdefs.ErrNotImplemented)
-	}
-	if err := validateSysctls(cfg.GetLinux().GetSysctls(), nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE, nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE); err != nil {
-		return nil, err
-	}
-	for k := range cfg.GetLinux().GetSysctls() {
-		if !namespacedSysctl(k) {
-			return nil, fmt.Errorf("sysctl %q is not namespaced: it would change the node: %w", k, errdefs.ErrInvalidArgument)
-		}
-	}
+// process runs it; it carries the pod's identity for tools reading containerd.
+func InfraLessSandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig) *specs.Spec {
 	return &specs.Spec{
 		Version:     specs.Version,
 		Hostname:    cfg.GetHostname(),
 		Annotations: SandboxAnnotations(id, cfg),
 		Linux:       &specs.Linux{CgroupsPath: CgroupsPath(cfg.GetLinux().GetCgroupParent(), id), Sysctl: cfg.GetLinux().GetSysctls()},
-	}, nil
-}
-
-// namespacedSysctl: the sysctls a pod may set (network, IPC), as runc allows them.
-func namespacedSysctl(k string) bool {
-	return strings.HasPrefix(k, "net.") || strings.HasPrefix(k, "kernel.shm") || strings.HasPrefix(k, "kernel.msg") ||
-		k == "kernel.sem" || strings.HasPrefix(k, "fs.mqueue.")
+	}
 }

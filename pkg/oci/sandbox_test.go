@@ -104,30 +104,6 @@ func TestSandboxSpec(t *testing.T) {
 			},
 		},
 		{
-			name: "net sysctl with host network",
-			mod: func(in *SandboxInput) {
-				sbNS(in).Network = runtimeapi.NamespaceMode_NODE
-				in.Config.Linux.Sysctls = map[string]string{"net.core.somaxconn": "1024"}
-			},
-			wantErr: errdefs.ErrInvalidArgument, errHas: "net.core.somaxconn",
-		},
-		{
-			name: "UTS sysctl with host network",
-			mod: func(in *SandboxInput) {
-				sbNS(in).Network = runtimeapi.NamespaceMode_NODE
-				in.Config.Linux.Sysctls = map[string]string{"kernel.domainname": "x"}
-			},
-			wantErr: errdefs.ErrInvalidArgument, errHas: "kernel.domainname",
-		},
-		{
-			name: "IPC sysctl with host IPC",
-			mod: func(in *SandboxInput) {
-				sbNS(in).Ipc = runtimeapi.NamespaceMode_NODE
-				in.Config.Linux.Sysctls = map[string]string{"kernel.shmmax": "1"}
-			},
-			wantErr: errdefs.ErrInvalidArgument, errHas: "kernel.shmmax",
-		},
-		{
 			name: "oom_score_adj clamped to our own",
 			mod:  func(in *SandboxInput) { in.OwnOOM = -500 },
 			check: func(t *testing.T, s *specs.Spec) {
@@ -182,13 +158,6 @@ func TestSandboxSpec(t *testing.T) {
 			name:    "no command",
 			mod:     func(in *SandboxInput) { in.Image.Entrypoint = nil },
 			wantErr: errdefs.ErrInvalidArgument,
-		},
-		{
-			name: "user namespaces refused",
-			mod: func(in *SandboxInput) {
-				sbNS(in).UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}
-			},
-			wantErr: errdefs.ErrNotImplemented,
 		},
 		{
 			name: "host user namespace is fine",

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelson/keelson/pkg/netns"
+	"github.com/keelson/keelson/pkg/validate"
 )
 
 // pinNamespaces makes an infra-less pod's IPC and UTS namespaces (unless it uses the
@@ -38,7 +39,7 @@ func (s *Service) pinNamespaces(sb *Sandbox) error {
 			}
 		}
 		if sb.IPCNSPath != "" {
-			return writeSysctls(sysctls, isIPCSysctl)
+			return writeSysctls(sysctls, "ipc")
 		}
 		return nil
 	})
@@ -58,28 +59,33 @@ func (s *Service) unpin(sb *Sandbox) error {
 	return errors.Join(errs...)
 }
 
-func isNetSysctl(k string) bool { return strings.HasPrefix(k, "net.") }
-
-func isIPCSysctl(k string) bool {
-	return strings.HasPrefix(k, "kernel.shm") || strings.HasPrefix(k, "kernel.msg") || k == "kernel.sem" || strings.HasPrefix(k, "fs.mqueue.")
-}
-
-// applySysctls writes the sysctls that match into the namespace pinned at path.
-func applySysctls(path string, nstype int, sysctls map[string]string, match func(string) bool) error {
+// applySysctls writes the pod's sysctls of one namespace kind ("net", "ipc") into
+// the namespace of type nstype pinned at path.
+func applySysctls(path string, nstype int, sysctls map[string]string, kind string) error {
 	if len(sysctls) == 0 {
 		return nil
 	}
-	return netns.DoIn(path, nstype, func() error { return writeSysctls(sysctls, match) })
+	return netns.DoIn(path, nstype, func() error { return writeSysctls(sysctls, kind) })
 }
 
-// writeSysctls writes the matching sysctls through /proc/sys, which shows the
-// namespaces of the calling thread.
-func writeSysctls(sysctls map[string]string, match func(string) bool) error {
+// writeSysctls writes the sysctls of one namespace kind through /proc/sys, which
+// shows the namespaces of the calling thread. Names were validated (no "..").
+func writeSysctls(sysctls map[string]string, kind string) error {
 	for k, v := range sysctls {
-		if !match(k) {
+		if validate.SysctlNamespace(k) != kind {
 			continue
 		}
-		p := filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/"))
+		// In the dotted form '/' stands for a '.' inside a component (eth0.100).
+		rel := strings.Map(func(r rune) rune {
+			switch r {
+			case '.':
+				return '/'
+			case '/':
+				return '.'
+			}
+			return r
+		}, validate.NormalizeSysctl(k))
+		p := filepath.Join("/proc/sys", rel)
 		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
 			return fmt.Errorf("sysctl %s=%s: %v: %w", k, v, err, errdefs.ErrInvalidArgument)
 		}

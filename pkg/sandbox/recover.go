@@ -18,6 +18,7 @@ import (
 	"github.com/keelson/keelson/pkg/mounts"
 	"github.com/keelson/keelson/pkg/netns"
 	"github.com/keelson/keelson/pkg/runtime"
+	"github.com/keelson/keelson/pkg/store"
 )
 
 // Load rebuilds the sandbox index after a (re)start. It assumes:
@@ -53,8 +54,7 @@ func (s *Service) load(ctx context.Context, c containerd.Container) *Sandbox {
 	unknown := func(reason string) *Sandbox {
 		klog.ErrorS(errors.New(reason), "Sandbox kept in UNKNOWN state", "podSandboxID", id)
 		sb := &Sandbox{Metadata: Metadata{ID: id, Dir: s.filesDir(id), NetNSPath: s.netnsPath(id)}}
-		sb.Config = nil
-		sb.status = Status{State: StateUnknown, Reason: reason}
+		sb.status = store.NewStatus(s.statusPath(id), Status{State: StateUnknown, Reason: reason})
 		return sb
 	}
 	md, spec, err := runtime.ReadRecord[Metadata](ctx, c, ExtensionKey)
@@ -99,8 +99,8 @@ func (s *Service) load(ctx context.Context, c containerd.Container) *Sandbox {
 	if st.State == StateUnknown {
 		st.State = StateNotReady
 	}
-	sb.status = st
-	if err := s.persist(sb); err != nil {
+	sb.status = store.NewStatus(s.statusPath(id), st)
+	if err := sb.status.Save(); err != nil {
 		klog.ErrorS(err, "Writing status file", "podSandboxID", id)
 	}
 	return sb
@@ -113,7 +113,11 @@ func (s *Service) gc(ctx context.Context) {
 	for _, sb := range s.store.List() {
 		known[sb.ID] = true
 	}
-	// CNI first: DEL needs the netns still there.
+	// CNI first: DEL needs the netns still there. An ADD cut short by a crash left
+	// only its pending record; the rest were cached by libcni.
+	for _, err := range s.network.Recover(ctx, known) {
+		klog.ErrorS(err, "Releasing the network of an unfinished sandbox failed (keelson doctor reports what is left)")
+	}
 	s.network.GC(ctx, known)
 	for _, dir := range []string{filepath.Join(s.opts.StateDir, "netns"), filepath.Join(s.opts.StateDir, "sandboxes"), filepath.Join(s.opts.RootDir, "sandboxes")} {
 		entries, err := os.ReadDir(dir)

@@ -11,12 +11,16 @@ package sandbox
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/keelson/keelson/pkg/store"
 )
 
 // Labels and extension keys on the containerd container of a sandbox.
@@ -72,7 +76,8 @@ type Metadata struct {
 type Status struct {
 	State State  `json:"state"`
 	Pid   uint32 `json:"pid,omitempty"`
-	// NetworkDown is set once CNI DEL succeeded (at stop); removal then skips it.
+	// NetworkDown is set once the pod's network was torn down (at stop); removal
+	// then skips it.
 	NetworkDown bool      `json:"networkDown,omitempty"`
 	ExitedAt    time.Time `json:"exitedAt,omitzero"`
 	Reason      string    `json:"reason,omitempty"` // why the state is Unknown
@@ -81,26 +86,33 @@ type Status struct {
 // Sandbox is one pod sandbox in memory.
 type Sandbox struct {
 	Metadata
-	// mu serializes Stop and Remove of this sandbox.
-	mu sync.Mutex
-
-	statusMu sync.RWMutex
-	status   Status
-	spec     []byte // the infra container's OCI spec (JSON), for verbose status
+	// mu is held exclusively by Stop and Remove, and shared by whoever creates or
+	// starts a container in the sandbox (Hold), so neither races a teardown.
+	mu     sync.RWMutex
+	status *store.Status[Status]
+	spec   []byte // the infra container's OCI spec (JSON), for verbose status; set once
 }
 
 // Status returns a copy of the current status.
-func (sb *Sandbox) Status() Status {
-	sb.statusMu.RLock()
-	defer sb.statusMu.RUnlock()
-	return sb.status
-}
+func (sb *Sandbox) Status() Status { return sb.status.Get() }
 
 // Spec is the infra container's OCI spec as JSON.
-func (sb *Sandbox) Spec() []byte {
-	sb.statusMu.RLock()
-	defer sb.statusMu.RUnlock()
-	return sb.spec
+func (sb *Sandbox) Spec() []byte { return sb.spec }
+
+// Hold keeps the sandbox from being stopped or removed until release is called. It
+// fails, holding nothing, unless the sandbox is READY. Creating and starting a
+// container hold their sandbox.
+func (sb *Sandbox) Hold() (release func(), err error) {
+	sb.mu.RLock()
+	if sb.status.Removed() {
+		sb.mu.RUnlock()
+		return nil, fmt.Errorf("pod sandbox %s was removed: %w", sb.ID, errdefs.ErrNotFound)
+	}
+	if st := sb.Status().State; st != StateReady {
+		sb.mu.RUnlock()
+		return nil, fmt.Errorf("pod sandbox %s is %s, not READY: %w", sb.ID, st, errdefs.ErrFailedPrecondition)
+	}
+	return sb.mu.RUnlock, nil
 }
 
 // HostNetwork, HostIPC, HostPID: the pod's namespace choices.

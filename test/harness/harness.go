@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/keelson/keelson/pkg/doctor"
+	"github.com/keelson/keelson/pkg/cni"
 	"github.com/keelson/keelson/pkg/mounts"
 	"github.com/keelson/keelson/test/registry"
 )
@@ -56,7 +56,8 @@ func Binary(t testing.TB) string {
 		markOwner(dir)
 		binPath = filepath.Join(dir, "keelson")
 		for _, b := range [][2]string{{binPath, "./cmd/agent"}, {filepath.Join(dir, "keelson-logger"), "./cmd/logger"}} {
-			cmd := exec.Command("go", "build", "-o", b[0], b[1])
+			// With failpoints, which tests switch on through the environment.
+			cmd := exec.Command("go", "build", "-tags", "failpoints", "-o", b[0], b[1])
 			cmd.Dir = RepoRoot()
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("building %s: %v\n%s", b[1], err, out)
@@ -257,7 +258,7 @@ func (k *Keelson) WriteCNIConfig() {
 		return
 	}
 	conf := fmt.Sprintf(`{
-  "cniVersion": "1.0.0",
+  "cniVersion": "1.1.0",
   "name": "%s",
   "plugins": [
     {"type": "bridge", "bridge": "%s", "isGateway": true, "ipMasq": true, "hairpinMode": true,
@@ -475,28 +476,6 @@ func (k *Keelson) removeAllPods() {
 // per-pod CNI chains they jump to: the last resort when a test could not remove its
 // pods.
 func sweepIPTables(network string) {
-	tag := fmt.Sprintf(`name: \"%s\"`, network)
-	for _, table := range []string{"nat", "filter"} {
-		out, err := exec.Command("iptables-save", "-t", table).Output()
-		if err != nil {
-			continue
-		}
-		chains := map[string]bool{}
-		for _, line := range strings.Split(string(out), "\n") {
-			if !strings.HasPrefix(line, "-A ") || !strings.Contains(line, tag) {
-				continue
-			}
-			args := doctor.SplitRule(strings.TrimPrefix(line, "-A "))
-			_ = exec.Command("iptables", append([]string{"-w", "-t", table, "-D"}, args...)...).Run()
-			for i, a := range args {
-				if (a == "-j" || a == "-g") && i+1 < len(args) && strings.HasPrefix(args[i+1], "CNI-") && !strings.HasPrefix(args[i+1], "CNI-HOSTPORT") {
-					chains[args[i+1]] = true
-				}
-			}
-		}
-		for c := range chains {
-			_ = exec.Command("iptables", "-w", "-t", table, "-F", c).Run()
-			_ = exec.Command("iptables", "-w", "-t", table, "-X", c).Run()
-		}
-	}
+	rules := cni.TaggedRules(network, func(string) bool { return true })
+	_ = cni.DeleteRules(context.Background(), rules)
 }

@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
+
+	"github.com/keelson/keelson/pkg/runtime"
 )
 
 // CheckNoLeaks fails the test if anything a pod or container left behind is still
@@ -92,6 +95,21 @@ func (k *Keelson) Leaks(t testing.TB) []string {
 			for _, l := range ls {
 				add("containerd lease %s", l.ID)
 			}
+		}
+	}
+	// A shim exits a moment after its last task is deleted.
+	var shims []runtime.Shim
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if shims = runtime.Shims("keelson", k.ContainerdSocket); len(shims) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, sh := range shims {
+		add("shim process %d (id %s) still running", sh.Pid, sh.ID)
+	}
+	if pending, _ := os.ReadDir(filepath.Join(k.RootDir, "cni", "pending")); len(pending) > 0 {
+		for _, e := range pending {
+			add("pending CNI record %s", e.Name())
 		}
 	}
 	if k.CgroupParent != "" {

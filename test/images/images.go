@@ -45,6 +45,10 @@ type File struct {
 	Data     []byte
 	Linkname string // for symlinks
 	Dir      bool
+	// Type, when set, is a special file's tar type (tar.TypeFifo, tar.TypeChar)
+	// with its device numbers.
+	Type               byte
+	Devmajor, Devminor int64
 }
 
 // Layer builds a reproducible tar layer from files; parent directories are added.
@@ -77,6 +81,8 @@ func Layer(files []File) (v1.Layer, error) {
 			}
 		case f.Linkname != "":
 			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, f.Linkname, 0o777
+		case f.Type != 0:
+			h.Typeflag, h.Devmajor, h.Devminor, h.Mode = f.Type, f.Devmajor, f.Devminor, 0o644
 		default:
 			h.Typeflag, h.Size, h.Mode = tar.TypeReg, int64(len(f.Data)), f.Mode
 			if h.Mode == 0 {
@@ -247,6 +253,21 @@ func WithConfig(img v1.Image, edit func(*v1.Config)) (v1.Image, error) {
 	cf = cf.DeepCopy()
 	edit(&cf.Config)
 	return mutate.ConfigFile(img, cf)
+}
+
+// HostileImage is busybox whose /etc/passwd is replaced by file: what a pod author
+// could push to make a runtime read a FIFO, a device or a huge file as root.
+func HostileImage(file File) (v1.Image, error) {
+	base, err := BusyboxImage()
+	if err != nil {
+		return nil, err
+	}
+	file.Path = "etc/passwd"
+	top, err := Layer([]File{file})
+	if err != nil {
+		return nil, err
+	}
+	return mutate.AppendLayers(base, top)
 }
 
 // All returns the standard test images by name.

@@ -113,7 +113,15 @@ func TestExitWhileSupervisedContainerdIsDown(t *testing.T) {
 	if err := syscall.Kill(vpid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitCondition(t, k, runtimeapi.RuntimeReady, true, 30*time.Second)
+	// containerd's death may not be noticed yet: wait for the restart itself.
+	eventually(t, "the supervised containerd restarted", 30*time.Second, func() (bool, string) {
+		st, err := k.Runtime.Status(ctxT(t), &runtimeapi.StatusRequest{Verbose: true})
+		if err != nil {
+			return false, err.Error()
+		}
+		ready := condition(st, runtimeapi.RuntimeReady)
+		return st.Info["containerdRestarts"] == "1" && ready != nil && ready.Status, fmt.Sprint(st.Info["containerdRestarts"], ready)
+	})
 	st := waitExited(t, k, victim, 20*time.Second)
 	if st.ExitCode != 137 || st.Reason != "Error" {
 		t.Errorf("victim: exit code %d (%s: %s), want 137", st.ExitCode, st.Reason, st.Message)
