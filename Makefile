@@ -10,7 +10,7 @@ SOCKET ?= /run/keelson/keelson.sock
 # Integration tests share 2 cores with containerd and runc; one package at a time.
 TEST_FLAGS ?= -count=1 -p 1 -timeout 80m
 
-.PHONY: all build deps k8s run test unit integration e2e bench bench-smoke vet fmt clean
+.PHONY: all build deps k8s run test unit fuzz integration e2e bench bench-smoke vet fmt clean
 
 all: build
 
@@ -31,7 +31,7 @@ run: deps build
 	exec ./$(BIN) --socket $(SOCKET)
 
 ## test: everything, exactly as CI runs it (root)
-test: deps k8s vet unit integration e2e bench-smoke
+test: deps k8s vet unit fuzz integration e2e bench-smoke
 
 ## k8s: kubelet, kube-apiserver, kubectl and etcd for the e2e tests (cached under the prefix)
 k8s:
@@ -44,6 +44,11 @@ vet:
 
 unit:
 	go test $(TEST_FLAGS) ./pkg/... ./cmd/... ./test/images/... ./test/registry/...
+	go test $(TEST_FLAGS) -tags failpoints ./pkg/failpoint/
+
+## fuzz: every fuzz target for a few seconds (FUZZTIME=10m for a real run)
+fuzz:
+	bash hack/fuzz.sh
 
 integration:
 	go test $(TEST_FLAGS) ./test/integration/...
