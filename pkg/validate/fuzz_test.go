@@ -90,7 +90,7 @@ func FuzzContainerPaths(f *testing.F) {
 		if logPath != "" && (filepath.IsAbs(logPath) || !filepath.IsLocal(logPath)) {
 			t.Fatalf("accepted log path %q", logPath)
 		}
-		if _, err := ParseCPUList(cpus); err != nil {
+		if _, err := ParseCPUList(cpus); cpus != "" && err != nil {
 			t.Fatalf("accepted cpuset %q: %v", cpus, err)
 		}
 	})
