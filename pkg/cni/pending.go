@@ -103,6 +103,12 @@ func (m *Manager) Pending() []string {
 // its ADD runs with the recorded config and arguments. It returns what it could not
 // settle.
 func (m *Manager) Recover(ctx context.Context, known map[string]bool) []error {
+	// A crash inside savePending leaves its temporary file: ADD had not run yet.
+	if tmps, _ := filepath.Glob(filepath.Join(m.opts.PendingDir, ".*.tmp-*")); len(tmps) > 0 {
+		for _, t := range tmps {
+			_ = os.Remove(t)
+		}
+	}
 	var errs []error
 	for _, id := range m.Pending() {
 		if known[id] {
