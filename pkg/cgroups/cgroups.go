@@ -64,7 +64,7 @@ func dirs(path string) []string {
 // leave one behind. A cgroup that does not exist is fine.
 func Remove(path string) error {
 	var errs []error
-	for _, d := range dirs(path) {
+	for _, d := range dirs(Dir(path)) {
 		errs = append(errs, removeDir(d))
 	}
 	return errors.Join(errs...)

@@ -64,7 +64,7 @@ type Containerd struct {
 
 // Runtime configures OCI runtimes and cgroups.
 type Runtime struct {
-	CgroupDriver   string                    `toml:"cgroup_driver" comment:"cgroup driver reported to kubelet (RuntimeConfig). Only \"cgroupfs\" is supported."`
+	CgroupDriver   string                    `toml:"cgroup_driver" comment:"How pod and container cgroups are made: \"systemd\" (runc asks systemd for a scope per container; cgroup parents are slice names such as kubepods-burstable-pod<uid>.slice), \"cgroupfs\" (runc writes /sys/fs/cgroup; parents are paths), or \"auto\": systemd when PID 1 is systemd on a cgroup v2 host, else cgroupfs. Reported to kubelet (RuntimeConfig), which then uses the same driver."`
 	DefaultHandler string                    `toml:"default_handler" comment:"Handler used when a pod names no RuntimeClass handler."`
 	PauseContainer string                    `toml:"pause_container" comment:"When pods get a pause (infra) process: \"auto\" — only pods that share one PID namespace among their containers (it reaps their zombies); the others keep their namespaces by bind mounts, which makes pods faster to start and stop — or \"always\"."`
 	LoggerBinary   string                    `toml:"logger_binary" comment:"keelson-logger, which containerd's shims run to write container logs (so no log line depends on keelson being up). Empty: next to the keelson binary."`
@@ -127,7 +127,7 @@ func Default() Config {
 			CallTimeout:    Duration(5 * time.Second),
 		},
 		Runtime: Runtime{
-			CgroupDriver:   "cgroupfs",
+			CgroupDriver:   "auto",
 			DefaultHandler: "runc",
 			PauseContainer: "auto",
 			Handlers: map[string]RuntimeHandler{
@@ -250,8 +250,10 @@ func (c *Config) Validate() error {
 	if c.Runtime.PidsLimit < 0 {
 		bad("runtime.pids_limit must not be negative")
 	}
-	if c.Runtime.CgroupDriver != "cgroupfs" {
-		bad("runtime.cgroup_driver %q is not supported: use \"cgroupfs\"", c.Runtime.CgroupDriver)
+	switch c.Runtime.CgroupDriver {
+	case "auto", "systemd", "cgroupfs":
+	default:
+		bad("runtime.cgroup_driver must be \"auto\", \"systemd\" or \"cgroupfs\", got %q", c.Runtime.CgroupDriver)
 	}
 	if _, ok := c.Runtime.Handlers[c.Runtime.DefaultHandler]; !ok {
 		bad("runtime.default_handler %q is not among runtime.handlers (%s)", c.Runtime.DefaultHandler, strings.Join(c.HandlerNames(), ", "))

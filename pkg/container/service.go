@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -49,6 +48,9 @@ type Options struct {
 	Events *events.Broadcaster
 	// Host is what request validation knows of the node.
 	Host validate.Host
+	// AppArmor: the host enforces AppArmor and can load profiles; containers that
+	// ask for no profile get keelson's default one (privileged ones excepted).
+	AppArmor bool
 }
 
 // Service manages containers.
@@ -186,6 +188,8 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 		RecursiveReadOnlySupported: s.opts.RecursiveReadOnly[sb.RuntimeHandler],
 		ReadImageFile:              func(p string) ([]byte, error) { return s.imageFiles.read(ctx, img, p) },
 		TargetPID:                  s.targetPID(cfg),
+		CgroupDriver:               s.opts.Host.CgroupDriver,
+		AppArmorEnabled:            s.opts.AppArmor,
 	})
 	if err != nil {
 		return "", err
@@ -205,7 +209,7 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 	cc, err := s.client.NewContainer(ctx, id,
 		containerd.WithSnapshotter(s.opts.Snapshotter),
 		containerd.WithNewSnapshot(id, image),
-		containerd.WithRuntime(handler.RuntimeType, runtimeOptions(handler)),
+		containerd.WithRuntime(handler.RuntimeType, s.runtimeOptions(handler)),
 		containerd.WithSpec(spec),
 		containerd.WithContainerLabels(map[string]string{LabelKind: KindContainer, LabelSandbox: sb.ID}),
 		containerd.WithContainerExtension(ExtensionKey, &c.Metadata),
@@ -260,11 +264,8 @@ func (s *Service) publish(t events.Type, c *Container) {
 	}
 }
 
-func runtimeOptions(h config.RuntimeHandler) any {
-	if h.RuntimeType != config.DefaultRuntimeType {
-		return nil
-	}
-	return &runcoptions.Options{BinaryName: h.BinaryName, Root: h.Root}
+func (s *Service) runtimeOptions(h config.RuntimeHandler) any {
+	return runtime.HandlerOptions(h, s.opts.Host.CgroupDriver == cgroups.Systemd)
 }
 
 // sandboxFacts tells the spec builder about the pod.

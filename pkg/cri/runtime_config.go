@@ -7,9 +7,13 @@ import (
 )
 
 // RuntimeConfig tells kubelet the cgroup driver keelson uses; kubelet then uses the
-// same one. Only cgroupfs is supported (config validation refuses others).
+// same one.
 func (s *Server) RuntimeConfig(ctx context.Context, r *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
+	driver := runtimeapi.CgroupDriver_CGROUPFS
+	if s.SystemdCgroup {
+		driver = runtimeapi.CgroupDriver_SYSTEMD
+	}
 	return &runtimeapi.RuntimeConfigResponse{
-		Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: runtimeapi.CgroupDriver_CGROUPFS},
+		Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver},
 	}, nil
 }

@@ -46,6 +46,7 @@ type Server struct {
 	DefaultHandler string
 	Info           func() map[string]string // verbose Status info; may be nil
 	Streaming      StreamingService         // Exec/Attach/PortForward URLs; nil answers Unavailable
+	SystemdCgroup  bool                     // the systemd cgroup driver is in use (else cgroupfs)
 }
 
 // Register adds both CRI services to g.

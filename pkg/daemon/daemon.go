@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
+	"github.com/containerd/containerd/v2/pkg/apparmor"
+
 	"github.com/keelson/keelson/pkg/cgroups"
 	"github.com/keelson/keelson/pkg/cni"
 	"github.com/keelson/keelson/pkg/config"
@@ -58,6 +60,8 @@ type Daemon struct {
 	cancel     context.CancelFunc
 	events     *events.Broadcaster
 	features   map[string]runtime.HandlerFeatures // by runtime handler
+	// cgroupDriver is the driver in use (runtime.cgroup_driver resolved).
+	cgroupDriver string
 }
 
 // Start brings keelson up in order — locks, containerd, state recovery, CNI, gRPC —
@@ -140,9 +144,14 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		return d, err
 	}
 
+	driver := cgroups.ResolveDriver(cfg.Runtime.CgroupDriver)
+	if driver == cgroups.Systemd && !cgroups.SystemdBooted() {
+		return d, fmt.Errorf("runtime.cgroup_driver is systemd, but systemd is not PID 1 on this host (use \"cgroupfs\" or \"auto\")")
+	}
+	d.cgroupDriver = driver
 	host := validate.Host{
 		CgroupV2:     cgroups.IsV2(),
-		CgroupDriver: cfg.Runtime.CgroupDriver,
+		CgroupDriver: driver,
 		CPUs:         validate.ReadCPUSet("/sys/devices/system/cpu/online"),
 		Mems:         validate.ReadCPUSet("/sys/devices/system/node/online"),
 	}
@@ -180,6 +189,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		PidsLimit:         cfg.Runtime.PidsLimit,
 		Events:            d.events,
 		Host:              host,
+		AppArmor:          apparmor.HostSupports(),
 	})
 	d.sandboxes.SetHooks(sandbox.Hooks{StopContainers: d.containers.StopPod, RemoveContainers: d.containers.RemovePod})
 	d.containers.Watch(bg)
@@ -223,7 +233,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		"containerd", conn.Version(), "containerdAddress", address, "supervised", d.sup != nil,
 		"socket", cfg.GRPC.Socket, "tcp", cfg.GRPC.TCPAddress,
 		"runtimeHandlers", cfg.HandlerNames(), "defaultHandler", cfg.Runtime.DefaultHandler,
-		"snapshotter", cfg.Containerd.Snapshotter,
+		"snapshotter", cfg.Containerd.Snapshotter, "cgroupDriver", d.cgroupDriver, "cgroupV2", cgroups.IsV2(),
 		"cniConfDir", cfg.CNI.ConfDir, "cniBinDirs", cfg.CNI.BinDirs)
 	return d, nil
 }
@@ -262,6 +272,7 @@ func (d *Daemon) serve() error {
 		DefaultHandler: cfg.Runtime.DefaultHandler,
 		Info:           d.info,
 		Streaming:      d.streaming,
+		SystemdCgroup:  d.cgroupDriver == cgroups.Systemd,
 	}
 	names := cfg.HandlerNames()
 	slices.SortStableFunc(names, func(a, b string) int { // default first

@@ -46,6 +46,7 @@ type ContainerInput struct {
 
 	AppArmorEnabled bool
 	TargetPID       uint32 // pid of the target container when NamespaceOption.Pid == TARGET
+	CgroupDriver    string // cgroups.Systemd or cgroups.Cgroupfs ("" = cgroupfs)
 }
 
 // SandboxFacts are what a container needs to know of its pod sandbox.
@@ -189,9 +190,7 @@ func ContainerSpec(ctx context.Context, in ContainerInput) (*specs.Spec, error) 
 		return nil, err
 	}
 	opts = append(opts, resOpts...)
-	if p := CgroupsPath(in.Sandbox.CgroupParent, in.ID); p != "" {
-		opts = append(opts, oci.WithCgroup(p))
-	}
+	opts = append(opts, withCgroupsPath(in.CgroupDriver, in.Sandbox.CgroupParent, in.ID))
 	opts = append(opts, oci.WithAnnotations(containerAnnotations(in)))
 
 	spec, err := generate(ctx, in.ID, opts...)
@@ -383,8 +382,8 @@ func containerAppArmor(sc *runtimeapi.LinuxContainerSecurityContext, privileged,
 			return nil, err
 		}
 	}
-	if sp == nil {
-		return nil, nil
+	if sp == nil { // nothing asked: the default where AppArmor is on, as containerd does
+		sp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 	}
 	profile := strings.TrimPrefix(sp.GetLocalhostRef(), "localhost/")
 	switch sp.GetProfileType() {

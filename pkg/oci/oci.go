@@ -23,6 +23,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/keelson/keelson/pkg/cgroups"
 	"github.com/keelson/keelson/pkg/safefile"
 )
 
@@ -79,13 +80,16 @@ func generate(ctx context.Context, id string, opts ...oci.SpecOpts) (*specs.Spec
 	return oci.GenerateSpec(ctx, nil, &containers.Container{ID: id}, opts...)
 }
 
-// CgroupsPath is where a sandbox or container's cgroup goes (cgroupfs driver): under the
-// pod's parent, named by id.
-func CgroupsPath(parent, id string) string {
-	if parent == "" {
-		return ""
+// withCgroupsPath puts a sandbox's or container's cgroup under the pod's parent, in
+// the driver's form (cgroups.Path); cgroupfs without a parent keeps containerd's
+// default, /<namespace>/<id>.
+func withCgroupsPath(driver, parent, id string) oci.SpecOpts {
+	return func(ctx context.Context, c oci.Client, ctr *containers.Container, s *specs.Spec) error {
+		if p := cgroups.Path(driver, parent, id); p != "" {
+			return oci.WithCgroup(p)(ctx, c, ctr, s)
+		}
+		return nil
 	}
-	return filepath.Join(parent, id)
 }
 
 // withSeccomp applies a CRI seccomp choice. RuntimeDefault uses keelson's default

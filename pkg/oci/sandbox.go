@@ -13,6 +13,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/keelson/keelson/pkg/cgroups"
 )
 
 // SandboxInput is what the pod infra container's spec is made of.
@@ -23,6 +25,8 @@ type SandboxInput struct {
 	NetNSPath string              // the pod's network namespace; "" with host networking
 	OwnOOM    int                 // this process's oom_score_adj (the floor for the sandbox's)
 	ReadFile  func(string) ([]byte, error)
+	// CgroupDriver is cgroups.Systemd or cgroups.Cgroupfs ("" = cgroupfs).
+	CgroupDriver string
 }
 
 // SandboxSpec builds the infra container's spec: it holds the pod's network, IPC and
@@ -67,9 +71,7 @@ func SandboxSpec(ctx context.Context, in SandboxInput) (*specs.Spec, error) {
 	if hostPID {
 		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
 	}
-	if p := CgroupsPath(lx.GetCgroupParent(), in.ID); p != "" {
-		opts = append(opts, oci.WithCgroup(p))
-	}
+	opts = append(opts, withCgroupsPath(in.CgroupDriver, lx.GetCgroupParent(), in.ID))
 	if uid := sc.GetRunAsUser(); uid != nil {
 		if uid.Value < 0 || uid.Value > math.MaxInt32 {
 			return nil, fmt.Errorf("sandbox run_as_user %d is out of range [0, %d]: %w", uid.Value, math.MaxInt32, errdefs.ErrInvalidArgument)
@@ -152,11 +154,11 @@ func withNumericUser(user string) oci.SpecOpts {
 
 // InfraLessSandboxSpec is the spec recorded for a pod without a pause process: no
 // process runs it; it carries the pod's identity for tools reading containerd.
-func InfraLessSandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig) *specs.Spec {
+func InfraLessSandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig, cgroupDriver string) *specs.Spec {
 	return &specs.Spec{
 		Version:     specs.Version,
 		Hostname:    cfg.GetHostname(),
 		Annotations: SandboxAnnotations(id, cfg),
-		Linux:       &specs.Linux{CgroupsPath: CgroupsPath(cfg.GetLinux().GetCgroupParent(), id), Sysctl: cfg.GetLinux().GetSysctls()},
+		Linux:       &specs.Linux{CgroupsPath: cgroups.Path(cgroupDriver, cfg.GetLinux().GetCgroupParent(), id), Sysctl: cfg.GetLinux().GetSysctls()},
 	}
 }

@@ -6,8 +6,11 @@ import (
 	"slices"
 	"sync"
 
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/config"
 )
 
 // HandlerFeatures are what one OCI runtime binary (with this kernel) can do.
@@ -43,3 +46,13 @@ var kernelHasMountSetattr = sync.OnceValue(func() bool {
 	_, _, errno := unix.Syscall6(unix.SYS_MOUNT_SETATTR, ^uintptr(0), 0, 0, 0, 0, 0)
 	return errno != unix.ENOSYS
 })
+
+// HandlerOptions are the containerd runtime options of a runtime handler: for the
+// runc shim, the runc binary, its state root and whether runc uses the systemd
+// cgroup driver; nil for other shims (their own config applies).
+func HandlerOptions(h config.RuntimeHandler, systemdCgroup bool) any {
+	if h.RuntimeType != config.DefaultRuntimeType {
+		return nil
+	}
+	return &runcoptions.Options{BinaryName: h.BinaryName, Root: h.Root, SystemdCgroup: systemdCgroup}
+}

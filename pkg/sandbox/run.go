@@ -168,7 +168,7 @@ func (c *creation) awaitNetwork(context.Context) error {
 func (c *creation) buildSpec(ctx context.Context) error {
 	sb := c.sb
 	if sb.InfraLess {
-		c.spec = oci.InfraLessSandboxSpec(sb.ID, sb.Config)
+		c.spec = oci.InfraLessSandboxSpec(sb.ID, sb.Config, c.s.opts.Host.CgroupDriver)
 		return nil
 	}
 	img, err := c.s.images.EnsureSandboxImage(ctx)
@@ -181,6 +181,7 @@ func (c *creation) buildSpec(ctx context.Context) error {
 	c.image, sb.Image = img, img.ID
 	c.spec, err = oci.SandboxSpec(namespaces.WithNamespace(ctx, c.s.conn.Namespace), oci.SandboxInput{
 		ID: sb.ID, Config: sb.Config, Image: img.Spec.Config, NetNSPath: sb.NetNSPath, OwnOOM: c.s.ownOOM,
+		CgroupDriver: c.s.opts.Host.CgroupDriver,
 	})
 	return err
 }
@@ -237,7 +238,7 @@ func (c *creation) record(ctx context.Context) error {
 	sb.spec, _ = json.Marshal(c.spec)
 	md := sb.Config.GetMetadata()
 	opts := []containerd.NewContainerOpts{
-		containerd.WithRuntime(c.handler.RuntimeType, runtimeOptions(c.handler)),
+		containerd.WithRuntime(c.handler.RuntimeType, c.s.runtimeOptions(c.handler)),
 		containerd.WithSpec(c.spec),
 		containerd.WithContainerLabels(map[string]string{
 			LabelKind: KindSandbox, labelPodName: md.Name, labelPodNS: md.Namespace, labelPodUID: md.Uid,

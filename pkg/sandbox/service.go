@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -37,7 +36,7 @@ type Options struct {
 	DefaultHandler string
 	Events         *events.Broadcaster // lifecycle events (may be nil)
 	PauseContainer string              // "auto" or "always" (config runtime.pause_container)
-	Host           validate.Host       // what request validation knows of the node
+	Host           validate.Host       // what request validation knows of the node; Host.CgroupDriver is the driver in use
 }
 
 // Hooks let the container service act on a pod's containers without this package
@@ -139,11 +138,8 @@ func (s *Service) publish(t events.Type, sb *Sandbox) {
 	}
 }
 
-func runtimeOptions(h config.RuntimeHandler) any {
-	if h.RuntimeType != config.DefaultRuntimeType {
-		return nil
-	}
-	return &runcoptions.Options{BinaryName: h.BinaryName, Root: h.Root}
+func (s *Service) runtimeOptions(h config.RuntimeHandler) any {
+	return runtime.HandlerOptions(h, s.opts.Host.CgroupDriver == cgroups.Systemd)
 }
 
 func (s *Service) cniPod(sb *Sandbox) cni.Pod {
