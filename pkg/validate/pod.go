@@ -122,6 +122,9 @@ func DNSConfig(field string, dns *runtimeapi.DNSConfig) error {
 		return invalid(field+".searches", "are %d characters long together; at most %d are allowed", n, maxDNSSearchChars)
 	}
 	for i, s := range dns.GetSearches() {
+		if s == "." { // the root: kubelet's way to say "no search domains" (not the host's)
+			continue
+		}
 		name := strings.TrimSuffix(s, ".")
 		ok := name != "" && len(name) <= 253
 		for _, l := range strings.Split(name, ".") {

@@ -77,6 +77,7 @@ func TestPodSandbox(t *testing.T) {
 		{name: "log directory with ..", mod: func(c *runtimeapi.PodSandboxConfig) { c.LogDirectory = "/var/log/pods/../../etc" }, field: "config.log_directory"},
 		{name: "nameserver with newline", mod: func(c *runtimeapi.PodSandboxConfig) { c.DnsConfig.Servers = []string{"10.0.0.1\nnameserver 6.6.6.6"} }, field: "config.dns_config.servers[0]"},
 		{name: "nameserver not an IP", mod: func(c *runtimeapi.PodSandboxConfig) { c.DnsConfig.Servers = []string{"dns.example.com"} }, field: "config.dns_config.servers[0]"},
+		{name: "kubelet's root search (no search domains)", mod: func(c *runtimeapi.PodSandboxConfig) { c.DnsConfig.Searches = []string{"."} }},
 		{name: "search with space", mod: func(c *runtimeapi.PodSandboxConfig) { c.DnsConfig.Searches = []string{"a.com evil.com"} }, field: "config.dns_config.searches[0]"},
 		{name: "search with newline", mod: func(c *runtimeapi.PodSandboxConfig) { c.DnsConfig.Searches = []string{"a.com\noptions debug"} }, field: "config.dns_config.searches[0]"},
 		{name: "33 searches", mod: func(c *runtimeapi.PodSandboxConfig) { c.DnsConfig.Searches = make([]string, 33) }, field: "config.dns_config.searches"},

@@ -336,6 +336,11 @@ resolvConf: ""
 	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, filepath.Join(K8sBin, "kubelet")}, args...)...)
 	kl.p = startProc(t, dir, "kubelet", cmd)
 	t.Cleanup(kl.p.stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("diagnostics of kubelet: its last errors (%s)\n%s", kl.p.log, tail(errorLines(kl.p.logText()), 40))
+		}
+	})
 	waitFor(t, "kubelet healthy", 2*time.Minute, func() error {
 		select {
 		case <-kl.p.done:
@@ -360,6 +365,17 @@ resolvConf: ""
 
 // Log is kubelet's log so far.
 func (kl *Kubelet) Log() string { return kl.p.logText() }
+
+// errorLines are the klog error lines of a log (E<mmdd> ...).
+func errorLines(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if len(l) > 5 && l[0] == 'E' && l[1] >= '0' && l[1] <= '9' {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
 
 func grepLines(s, sub string) string {
 	var out []string
