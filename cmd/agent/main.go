@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	sd "github.com/coreos/go-systemd/v22/daemon"
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/config"
@@ -183,8 +184,10 @@ func run(args []string) int {
 		}
 	}()
 
+	notify("STATUS=starting: containerd, state recovery, CNI")
 	d, err := daemon.Start(ctx, cfg)
 	if err != nil {
+		notify("STATUS=failed to start: " + err.Error())
 		if ctx.Err() != nil {
 			klog.InfoS("Start-up interrupted by a signal")
 			return 0
@@ -192,6 +195,8 @@ func run(args []string) int {
 		klog.ErrorS(err, "keelson failed to start")
 		return 1
 	}
+	notify(sd.SdNotifyReady + "\nSTATUS=serving CRI on " + cfg.GRPC.Socket)
+	go watchdog(ctx, cfg.GRPC.Socket)
 	code := 0
 	select {
 	case <-ctx.Done():
@@ -200,6 +205,7 @@ func run(args []string) int {
 		klog.ErrorS(err, "CRI listener stopped; shutting down")
 		code = 1
 	}
+	notify(sd.SdNotifyStopping + "\nSTATUS=stopping (containers keep running)")
 	shutdownCtx, done := context.WithTimeout(context.Background(), cfg.GRPC.ShutdownGrace.D()+30*time.Second)
 	defer done()
 	if err := d.Shutdown(shutdownCtx); err != nil {

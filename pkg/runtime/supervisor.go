@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -318,14 +319,22 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	return nil
 }
 
+// systemdOnly are the variables systemd sets for the service's main process.
+var systemdOnly = []string{"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}
+
 // childEnv is keelson's environment with binDir first on PATH, so containerd finds
-// the shim built with it.
+// the shim built with it, and without what systemd gave keelson alone: containerd
+// would otherwise notify systemd and answer keelson's watchdog as if it were keelson.
 func childEnv(binDir string) []string {
 	env := make([]string, 0, len(os.Environ())+1)
 	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	for _, kv := range os.Environ() {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
 			path = v
+			continue
+		}
+		name, _, _ := strings.Cut(kv, "=")
+		if slices.Contains(systemdOnly, name) {
 			continue
 		}
 		env = append(env, kv)
