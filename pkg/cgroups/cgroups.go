@@ -88,3 +88,33 @@ func removeDir(d string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// OOMKills is how many processes the kernel's OOM killer has killed in the cgroup a
+// cgroupsPath names (either driver's form): memory.events' oom_kill on cgroup v2,
+// memory.oom_control's on v1. ok is false when it cannot be read (the cgroup is gone).
+func OOMKills(cgroupsPath string) (n int, ok bool) {
+	dir := filepath.Clean("/" + Dir(cgroupsPath))
+	file := filepath.Join(Root, dir, "memory.events")
+	if !IsV2() {
+		file = filepath.Join(Root, "memory", dir, "memory.oom_control")
+	}
+	if dir == "/" {
+		return 0, false
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, false
+	}
+	return oomKillCount(string(b))
+}
+
+// oomKillCount reads the oom_kill line of memory.events or memory.oom_control.
+func oomKillCount(content string) (int, bool) {
+	for _, line := range strings.Split(content, "\n") {
+		if v, found := strings.CutPrefix(line, "oom_kill "); found {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			return n, err == nil
+		}
+	}
+	return 0, false
+}

@@ -39,10 +39,13 @@ func ResolveDriver(configured string) string {
 // Path is the cgroupsPath of a sandbox's or container's spec: under the cgroupfs
 // driver <parent>/<id> ("" without a parent: containerd's default /<namespace>/<id>);
 // under systemd "<parent slice>:keelson:<id>", which runc turns into the scope unit
-// keelson-<id>.scope in that slice.
+// keelson-<id>.scope in that slice (the parent may be the slice's name or, as kubelet
+// sends it, its cgroup path).
 func Path(driver, parent, id string) string {
 	if driver == Systemd {
-		if parent == "" {
+		// kubelet names the slice by its cgroup path; runc wants its name.
+		parent = path.Base(parent)
+		if parent == "." || parent == "/" {
 			parent = DefaultSlice
 		}
 		return parent + ":" + ScopePrefix + ":" + id

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -16,6 +17,8 @@ import (
 	"github.com/containerd/errdefs"
 	"k8s.io/klog/v2"
 
+	"github.com/keelson/keelson/pkg/cgroups"
+	"github.com/keelson/keelson/pkg/oci"
 	"github.com/keelson/keelson/pkg/runtime"
 	"github.com/keelson/keelson/pkg/store"
 	"github.com/keelson/keelson/pkg/undo"
@@ -161,6 +164,15 @@ func (s *Service) Watch(ctx context.Context) {
 			if e.ExitedAt != nil {
 				at = e.ExitedAt.AsTime()
 			}
+			if e.ExitStatus == 128+uint32(syscall.SIGKILL) && !s.oomKilled(c) {
+				// The shim's OOM event may trail its exit event: wait a little for it.
+				go func() {
+					s.awaitOOM(c, oomEventWait)
+					s.recordExit(c, int32(e.ExitStatus), at, "")
+					s.cleanupExited(c)
+				}()
+				return
+			}
 			s.recordExit(c, int32(e.ExitStatus), at, "")
 			go s.cleanupExited(c)
 		}
@@ -168,6 +180,31 @@ func (s *Service) Watch(ctx context.Context) {
 		s.recheck(ctx)
 		s.stopWatchingShims()
 	}})
+}
+
+// oomEventWait bounds how long a SIGKILLed container's exit waits for an OOM event
+// when its cgroup can no longer tell (systemd removes an empty scope at once).
+const oomEventWait = time.Second
+
+// oomKilled tells whether the OOM killer killed in c's cgroup, from the event or
+// from the cgroup's own count (which the kernel updates before the process dies,
+// while the shim's event can arrive after its exit event); it marks c if so.
+func (s *Service) oomKilled(c *Container) bool {
+	if c.oom.Load() {
+		return true
+	}
+	if n, ok := cgroups.OOMKills(oci.SpecCgroupsPath(c.Spec())); ok && n > 0 {
+		c.oom.Store(true)
+	}
+	return c.oom.Load()
+}
+
+// awaitOOM waits up to d for c to be known OOM-killed.
+func (s *Service) awaitOOM(c *Container, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for !s.oomKilled(c) && time.Now().Before(deadline) {
+		time.Sleep(25 * time.Millisecond)
+	}
 }
 
 // cleanupExited deletes an exited container's task (so its shim goes away) outside

@@ -540,7 +540,7 @@ func (s *Service) finishExit(ctx context.Context, c *Container, task containerd.
 func (s *Service) recordExit(c *Container, code int32, at time.Time, message string) {
 	reason := ReasonCompleted
 	switch {
-	case c.oom.Load():
+	case c.oom.Load() || code != 0 && s.oomKilled(c):
 		reason = ReasonOOMKilled
 	case code != 0:
 		reason = ReasonError

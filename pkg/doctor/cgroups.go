@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keelson/keelson/pkg/cgroups"
 )
 
 // orphanCgroups finds empty cgroup directories named by a keelson-style ID that
@@ -27,13 +29,14 @@ func orphanCgroups(known map[string]bool) []Finding {
 			if err != nil || !d.IsDir() {
 				return nil
 			}
-			name := d.Name()
-			if len(name) != 64 || !idRE.MatchString(name) || known[name] {
+			id, scope := scopeID(d.Name())
+			if len(id) != 64 || !idRE.MatchString(id) || known[id] {
 				return nil
 			}
 			// Only where keelson's pods live (kubelet's kubepods tree, or keelson's own
-			// default parent): other runtimes name their cgroups by 64-hex IDs too.
-			if !strings.Contains(p, "kubepods") && !strings.Contains(p, "/keelson") {
+			// default parent): other runtimes name their cgroups by 64-hex IDs too. A
+			// keelson-<id>.scope (systemd driver) is keelson's wherever it is.
+			if !scope && !strings.Contains(p, "kubepods") && !strings.Contains(p, "/keelson") {
 				return filepath.SkipDir
 			}
 			if procs, _ := os.ReadFile(filepath.Join(p, "cgroup.procs")); strings.TrimSpace(string(procs)) != "" {
@@ -48,6 +51,16 @@ func orphanCgroups(known map[string]bool) []Finding {
 		})
 	}
 	return out
+}
+
+// scopeID is the container ID in a cgroup directory's name: the name itself
+// (cgroupfs driver), or <id> of keelson-<id>.scope (systemd driver).
+func scopeID(name string) (id string, scope bool) {
+	rest, ok := strings.CutPrefix(name, cgroups.ScopePrefix+"-")
+	if id, ok2 := strings.CutSuffix(rest, ".scope"); ok && ok2 {
+		return id, true
+	}
+	return name, false
 }
 
 // removeCgroupTree removes a cgroup directory and its children, deepest first.

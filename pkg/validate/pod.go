@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"path"
 	"regexp"
 	"strings"
 
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/keelson/keelson/pkg/cgroups"
 )
 
 // PodSandbox checks a RunPodSandbox config.
@@ -186,8 +189,11 @@ func CgroupParent(field, p string, h Host) error {
 		return err
 	}
 	if h.CgroupDriver == "systemd" {
-		if !systemdSlice.MatchString(p) || strings.Contains(p, "/") {
-			return invalid(field, "%q is not a systemd slice name such as kubepods-burstable-pod<uid>.slice (runtime.cgroup_driver is systemd; kubelet's cgroupDriver must be systemd too)", p)
+		// kubelet sends the slice's cgroup path (/kubepods.slice/…/<pod>.slice); a
+		// bare slice name is taken too. Either way the last element is the slice.
+		slice := path.Base(p)
+		if !systemdSlice.MatchString(slice) || strings.Contains(p, "/") && path.Clean(p) != cgroups.ExpandSlice(slice) {
+			return invalid(field, "%q is neither a systemd slice name such as kubepods-burstable-pod<uid>.slice nor its cgroup path (runtime.cgroup_driver is systemd; kubelet's cgroupDriver must be systemd too)", p)
 		}
 		return nil
 	}

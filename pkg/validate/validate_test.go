@@ -92,7 +92,13 @@ func TestPodSandbox(t *testing.T) {
 		{name: "systemd parent under cgroupfs", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.CgroupParent = "kubepods-burstable-pod1.slice" }, field: "config.linux.cgroup_parent"},
 		{name: "cgroup parent escaping", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.CgroupParent = "/kubepods/../../x" }, field: "config.linux.cgroup_parent"},
 		{name: "slice under systemd", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.CgroupParent = "kubepods-burstable-pod1.slice" }, h: &Host{CgroupDriver: "systemd"}},
-		{name: "path under systemd", mod: func(c *runtimeapi.PodSandboxConfig) {}, field: "config.linux.cgroup_parent", h: &Host{CgroupDriver: "systemd"}},
+		{name: "cgroupfs path under systemd", mod: func(c *runtimeapi.PodSandboxConfig) {}, field: "config.linux.cgroup_parent", h: &Host{CgroupDriver: "systemd"}},
+		{name: "kubelet's slice path under systemd", mod: func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.CgroupParent = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1_2.slice"
+		}, h: &Host{CgroupDriver: "systemd"}},
+		{name: "slice path that is not the slice's expansion", mod: func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.CgroupParent = "/system.slice/kubepods-burstable-pod1.slice"
+		}, field: "config.linux.cgroup_parent", h: &Host{CgroupDriver: "systemd"}},
 		{name: "bad slice under systemd", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.CgroupParent = "kubepods--x.slice" }, field: "config.linux.cgroup_parent", h: &Host{CgroupDriver: "systemd"}},
 		{name: "node sysctl", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.Sysctls = map[string]string{"kernel.panic": "1"} }, field: `config.linux.sysctls["kernel.panic"]`},
 		{name: "vm sysctl", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.Sysctls = map[string]string{"vm.overcommit_memory": "1"} }, field: `config.linux.sysctls["vm.overcommit_memory"]`},
