@@ -93,13 +93,27 @@ func removeDir(d string) error {
 // cgroupsPath names (either driver's form): memory.events' oom_kill on cgroup v2,
 // memory.oom_control's on v1. ok is false when it cannot be read (the cgroup is gone).
 func OOMKills(cgroupsPath string) (n int, ok bool) {
-	dir := filepath.Clean("/" + Dir(cgroupsPath))
+	return oomKillsIn(filepath.Clean("/" + Dir(cgroupsPath)))
+}
+
+// ParentOOMKills is OOMKills of the cgroup's parent (a pod's cgroup or slice), which
+// on cgroup v2 counts the kills of its whole subtree: it still answers once a
+// container's own cgroup is gone (systemd removes an empty scope at once). Not on v1,
+// where the count is not hierarchical.
+func ParentOOMKills(cgroupsPath string) (n int, ok bool) {
+	if !IsV2() {
+		return 0, false
+	}
+	return oomKillsIn(filepath.Dir(filepath.Clean("/" + Dir(cgroupsPath))))
+}
+
+func oomKillsIn(dir string) (int, bool) {
+	if dir == "/" {
+		return 0, false
+	}
 	file := filepath.Join(Root, dir, "memory.events")
 	if !IsV2() {
 		file = filepath.Join(Root, "memory", dir, "memory.oom_control")
-	}
-	if dir == "/" {
-		return 0, false
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {

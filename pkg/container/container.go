@@ -94,6 +94,9 @@ type Container struct {
 	status *store.Status[Status]
 	exited chan struct{} // closed once the container has exited (or never started)
 	oom    atomic.Bool   // an OOM event was seen for the current run
+	// oomBase is 1 + the parent cgroup's OOM-kill count when the current run
+	// started (0: unknown); a higher count at a SIGKILL exit means an OOM kill.
+	oomBase atomic.Int64
 	io     *containerIO  // keelson-held stdio (tty/stdin containers), if any
 
 	specMu sync.RWMutex

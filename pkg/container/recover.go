@@ -150,6 +150,7 @@ func (s *Service) Watch(ctx context.Context) {
 		switch e := ev.(type) {
 		case *eventstypes.TaskOOM:
 			if c, ok := s.store.Get(e.ContainerID); ok {
+				klog.V(2).InfoS("OOM kill in container", "containerID", c.ID)
 				c.oom.Store(true)
 			}
 		case *eventstypes.TaskExit:
@@ -188,12 +189,18 @@ const oomEventWait = time.Second
 
 // oomKilled tells whether the OOM killer killed in c's cgroup, from the event or
 // from the cgroup's own count (which the kernel updates before the process dies,
-// while the shim's event can arrive after its exit event); it marks c if so.
+// while the shim's event can arrive after its exit event) — or, once that cgroup is
+// gone, from its parent's count having grown since the run started; it marks c if so.
 func (s *Service) oomKilled(c *Container) bool {
 	if c.oom.Load() {
 		return true
 	}
-	if n, ok := cgroups.OOMKills(oci.SpecCgroupsPath(c.Spec())); ok && n > 0 {
+	path := oci.SpecCgroupsPath(c.Spec())
+	if n, ok := cgroups.OOMKills(path); ok {
+		if n > 0 {
+			c.oom.Store(true)
+		}
+	} else if n, ok := cgroups.ParentOOMKills(path); ok && c.oomBase.Load() > 0 && int64(n)+1 > c.oomBase.Load() {
 		c.oom.Store(true)
 	}
 	return c.oom.Load()

@@ -386,6 +386,10 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 	if err := failpoint.Hit("container/start/task"); err != nil {
 		return err
 	}
+	c.oomBase.Store(0)
+	if n, ok := cgroups.ParentOOMKills(oci.SpecCgroupsPath(c.Spec())); ok {
+		c.oomBase.Store(int64(n) + 1)
+	}
 	startedAt := nowNano()
 	if err := task.Start(ctx); err != nil {
 		return fmt.Errorf("starting container %s: %w", c.ID, err)
