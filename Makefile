@@ -10,7 +10,7 @@ SOCKET ?= /run/keelson/keelson.sock
 # Integration tests share 2 cores with containerd and runc; one package at a time.
 TEST_FLAGS ?= -count=1 -p 1 -timeout 80m
 
-.PHONY: all build deps k8s run test unit fuzz integration e2e bench bench-smoke vet fmt clean
+.PHONY: all build deps k8s run install test unit fuzz integration e2e test-node vm-image bench bench-smoke vet fmt clean
 
 all: build
 
@@ -30,8 +30,32 @@ run: deps build
 	@echo "  or:  go run ./hack/cri --socket $(SOCKET) version"
 	exec ./$(BIN) --socket $(SOCKET)
 
+## install: (root) put keelson where a systemd node runs it: binaries in
+## $(PREFIX)/bin, the unit, and — only where none exists — the default config and CNI
+## config; containerd, runc and the CNI plugins come from `make deps` (/opt/keelson).
+## Builds only if bin/ lacks the binaries; run `systemctl enable --now keelson` after.
+PREFIX ?= /usr/local
+install:
+	@[ -x bin/keelson ] && [ -x bin/keelson-logger ] || $(MAKE) build
+	install -D -m 0755 bin/keelson $(DESTDIR)$(PREFIX)/bin/keelson
+	install -D -m 0755 bin/keelson-logger $(DESTDIR)$(PREFIX)/bin/keelson-logger
+	mkdir -p $(DESTDIR)/etc/systemd/system
+	sed 's|/usr/local/bin/keelson|$(PREFIX)/bin/keelson|' deploy/systemd/keelson.service > $(DESTDIR)/etc/systemd/system/keelson.service
+	[ -e $(DESTDIR)/etc/keelson/config.toml ] || install -D -m 0644 deploy/config.toml $(DESTDIR)/etc/keelson/config.toml
+	[ -n "$$(ls $(DESTDIR)/etc/keelson/cni/net.d 2>/dev/null)" ] || install -D -m 0644 deploy/cni/10-keelson.conflist $(DESTDIR)/etc/keelson/cni/net.d/10-keelson.conflist
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
 ## test: everything, exactly as CI runs it (root)
-test: deps k8s vet unit fuzz integration e2e bench-smoke
+test: deps k8s vet unit fuzz integration e2e test-node bench-smoke
+
+## test-node: the node tests in a Debian 12 guest VM (systemd, cgroup v2, AppArmor);
+## the first run builds the guest image under /opt/keelson/vm
+test-node: build
+	go test -c -o bin/node.test ./test/node
+	go run ./hack/vm
+
+vm-image:
+	go run ./hack/vm --image
 
 ## k8s: kubelet, kube-apiserver, kubectl and etcd for the e2e tests (cached under the prefix)
 k8s:
@@ -54,8 +78,13 @@ integration:
 	go test $(TEST_FLAGS) ./test/integration/...
 
 ## e2e: keelson under a real kubelet, standalone and with a one-node control plane
+## (the whole verbose output goes to bin/e2e.log; on a failure its logged diagnostics are printed too)
 e2e:
-	go test $(TEST_FLAGS) -v ./test/e2e/... 2>&1 | grep -E '^(=== RUN|--- |    --- |ok|FAIL|PASS|e2e:)|_test.go:'; exit $${PIPESTATUS[0]}
+	@mkdir -p bin
+	go test $(TEST_FLAGS) -v ./test/e2e/... 2>&1 | tee bin/e2e.log | grep -E '^(=== RUN|--- |    --- |ok|FAIL|PASS|e2e:)|_test.go:'; \
+	  rc=$${PIPESTATUS[0]}; \
+	  if [ $$rc -ne 0 ]; then echo "--- e2e diagnostics (bin/e2e.log) ---"; grep -E -A40 'diagnostics of|--- keelson log' bin/e2e.log | head -400; fi; \
+	  exit $$rc
 
 ## bench: keelson and containerd's built-in CRI side by side (see README, Performance)
 bench: deps

@@ -1,0 +1,642 @@
+// Package node holds the node tests: keelson installed with `make install` and run by
+// systemd on a cgroup v2 host with AppArmor — the node shape this CI machine is not.
+// They run inside the guest VM that hack/vm boots (make test-node); elsewhere they skip.
+// Everything here is slow by design (the guest runs under TCG): timeouts are generous.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+const (
+	socket     = "/run/keelson/keelson.sock"
+	configPath = "/etc/keelson/config.toml"
+	busybox    = "docker.io/library/busybox:1.36"
+	echoserver = "docker.io/keelson/echoserver:1.0"
+	// callTimeout is per CRI call: a container start is 1.5–2 s under TCG, more
+	// when both guest CPUs are busy.
+	callTimeout = 2 * time.Minute
+)
+
+var (
+	rt             runtimeapi.RuntimeServiceClient
+	img            runtimeapi.ImageServiceClient
+	passed, failed atomic.Int32
+)
+
+func TestMain(m *testing.M) {
+	if _, err := os.Stat("/run/systemd/system"); err != nil || os.Getenv("KEELSON_NODE_VM") == "" {
+		fmt.Println("node: not inside the node VM (hack/vm runs these tests): skipped")
+		os.Exit(0)
+	}
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	rt, img = runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
+	code := m.Run()
+	fmt.Printf("node: %d passed, %d failed\n", passed.Load(), failed.Load())
+	os.Exit(code)
+}
+
+// check runs one counted node test step.
+func check(t *testing.T, name string, fn func(t *testing.T)) {
+	t.Run(name, func(t *testing.T) {
+		defer func() {
+			if t.Failed() {
+				failed.Add(1)
+				t.Logf("keelson's journal, last lines:\n%s", journal("keelson", 40))
+			} else if !t.Skipped() {
+				passed.Add(1)
+			}
+		}()
+		fn(t)
+	})
+}
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), callTimeout)
+	t.Cleanup(cancel)
+	return c
+}
+
+func run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func prop(t testing.TB, unit, name string) string {
+	return run(t, "systemctl", "show", "-p", name, "--value", unit)
+}
+
+func journal(unit string, n int) string {
+	out, _ := exec.Command("journalctl", "-u", unit, "-n", strconv.Itoa(n), "--no-pager", "-o", "cat").CombinedOutput()
+	return string(out)
+}
+
+func waitFor(t testing.TB, what string, timeout time.Duration, ok func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = ok(); err == nil {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+}
+
+// setDriver writes runtime.cgroup_driver into the installed config.
+func setDriver(t testing.TB, driver string) {
+	t.Helper()
+	b, err := os.ReadFile(configPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "cgroup_driver") {
+			l = fmt.Sprintf("  cgroup_driver = '%s'", driver)
+		}
+		out = append(out, l)
+	}
+	if err := os.WriteFile(configPath, []byte(strings.Join(out, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ready waits until keelson answers Status with both conditions true.
+func ready(t testing.TB) {
+	t.Helper()
+	waitFor(t, "keelson ready", 3*time.Minute, func() error {
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := rt.Status(c, &runtimeapi.StatusRequest{})
+		if err != nil {
+			return err
+		}
+		for _, cond := range st.GetStatus().GetConditions() {
+			if !cond.Status {
+				return fmt.Errorf("%s: %s", cond.Type, cond.Message)
+			}
+		}
+		return nil
+	})
+}
+
+func pull(t testing.TB, ref string) {
+	t.Helper()
+	if _, err := img.PullImage(ctx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}}); err != nil {
+		t.Fatalf("pull %s: %v", ref, err)
+	}
+}
+
+type pod struct {
+	id, uid string
+	cfg     *runtimeapi.PodSandboxConfig
+}
+
+var podSeq atomic.Int32
+
+// runPod runs a pod under parent (a slice or a path: "" for none) and removes it
+// when the test ends.
+func runPod(t testing.TB, name, parent string, ports ...*runtimeapi.PortMapping) *pod {
+	t.Helper()
+	uid := fmt.Sprintf("0000%04d-1111-2222-3333-%012d", podSeq.Add(1), os.Getpid())
+	p := &pod{uid: uid, cfg: &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "node", Uid: uid},
+		Hostname:     name,
+		LogDirectory: filepath.Join("/var/log/pods", "node_"+name+"_"+uid),
+		PortMappings: ports,
+		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			CgroupParent:    parent,
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{}},
+		},
+	}}
+	resp, err := rt.RunPodSandbox(ctx(t), &runtimeapi.RunPodSandboxRequest{Config: p.cfg})
+	if err != nil {
+		t.Fatalf("RunPodSandbox %s: %v", name, err)
+	}
+	p.id = resp.PodSandboxId
+	t.Cleanup(func() { removePod(t, p.id) })
+	return p
+}
+
+func removePod(t testing.TB, id string) {
+	c, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	if _, err := rt.StopPodSandbox(c, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); status.Code(err) == codes.NotFound {
+		return // removed already
+	} else if err != nil {
+		t.Errorf("StopPodSandbox: %v", err)
+	}
+	if _, err := rt.RemovePodSandbox(c, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Errorf("RemovePodSandbox: %v", err)
+	}
+}
+
+// start creates and starts a container in p.
+func (p *pod) start(t testing.TB, name, image string, cmd []string, mod ...func(*runtimeapi.ContainerConfig)) string {
+	t.Helper()
+	cfg := &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    &runtimeapi.ImageSpec{Image: image},
+		Command:  cmd,
+		LogPath:  name + ".log",
+		Linux:    &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{}, SecurityContext: &runtimeapi.LinuxContainerSecurityContext{}},
+	}
+	for _, m := range mod {
+		m(cfg)
+	}
+	resp, err := rt.CreateContainer(ctx(t), &runtimeapi.CreateContainerRequest{PodSandboxId: p.id, Config: cfg, SandboxConfig: p.cfg})
+	if err != nil {
+		t.Fatalf("CreateContainer %s: %v", name, err)
+	}
+	if _, err := rt.StartContainer(ctx(t), &runtimeapi.StartContainerRequest{ContainerId: resp.ContainerId}); err != nil {
+		t.Fatalf("StartContainer %s: %v", name, err)
+	}
+	return resp.ContainerId
+}
+
+func containerStatus(t testing.TB, id string) *runtimeapi.ContainerStatus {
+	t.Helper()
+	resp, err := rt.ContainerStatus(ctx(t), &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
+	if err != nil {
+		t.Fatalf("ContainerStatus: %v", err)
+	}
+	return resp.Status
+}
+
+// pid is the container's init process on this host (from the verbose status).
+func pid(t testing.TB, id string) int {
+	t.Helper()
+	resp, err := rt.ContainerStatus(ctx(t), &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Pid int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(resp.Info["info"]), &info); err != nil || info.Pid <= 0 {
+		t.Fatalf("no pid in the verbose status (%v): %s", err, resp.Info["info"])
+	}
+	n := info.Pid
+	return n
+}
+
+func execSync(t testing.TB, id string, cmd ...string) string {
+	t.Helper()
+	resp, err := rt.ExecSync(ctx(t), &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: cmd, Timeout: 60})
+	if err != nil || resp.ExitCode != 0 {
+		t.Fatalf("exec %v: %v (exit %d, stderr %q)", cmd, err, resp.GetExitCode(), resp.GetStderr())
+	}
+	return strings.TrimSpace(string(resp.Stdout))
+}
+
+// cgroupOf is a process's cgroup v2 path.
+func cgroupOf(t testing.TB, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimPrefix(strings.TrimSpace(string(b)), "0::")
+}
+
+func TestNode(t *testing.T) {
+	check(t, "make install put keelson in place; systemctl starts it (Type=notify) on cgroup v2", func(t *testing.T) {
+		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+			t.Fatalf("not a cgroup v2 host: %v", err)
+		}
+		for _, f := range []string{"/usr/local/bin/keelson", "/usr/local/bin/keelson-logger", "/etc/systemd/system/keelson.service", configPath, "/etc/keelson/cni/net.d/10-keelson.conflist"} {
+			if _, err := os.Stat(f); err != nil {
+				t.Fatalf("make install: %v", err)
+			}
+		}
+		run(t, "systemctl", "daemon-reload")
+		run(t, "systemctl", "enable", "--now", "keelson")
+		// With Type=notify, systemctl returns once keelson said READY=1.
+		if s := prop(t, "keelson", "ActiveState"); s != "active" {
+			t.Fatalf("keelson is %s", s)
+		}
+		if s := prop(t, "keelson", "StatusText"); !strings.Contains(s, "serving CRI") {
+			t.Fatalf("StatusText %q", s)
+		}
+		if s := prop(t, "keelson", "WatchdogUSec"); s == "0" || s == "infinity" {
+			t.Fatalf("no watchdog: WatchdogUSec=%s", s)
+		}
+		ready(t)
+		rc, err := rt.RuntimeConfig(ctx(t), &runtimeapi.RuntimeConfigRequest{})
+		if err != nil || rc.GetLinux().GetCgroupDriver() != runtimeapi.CgroupDriver_SYSTEMD {
+			t.Fatalf("RuntimeConfig: %v %v (want SYSTEMD: auto picks it on a systemd cgroup v2 host)", rc, err)
+		}
+		// The supervised containerd stays in keelson's service cgroup, apart from pods.
+		mainPid, _ := strconv.Atoi(prop(t, "keelson", "MainPID"))
+		if cg := cgroupOf(t, mainPid); cg != "/system.slice/keelson.service" {
+			t.Fatalf("keelson runs in %s", cg)
+		}
+		pull(t, busybox)
+		pull(t, echoserver)
+	})
+
+	check(t, "systemd driver: a pod in kubelet's slice, its containers in scopes; exec, logs, ports, stats, update, removal", func(t *testing.T) {
+		uid := "abcd_1234"
+		slice := "kubepods-besteffort-pod" + uid + ".slice"
+		p := runPod(t, "web", slice, &runtimeapi.PortMapping{ContainerPort: 8080, HostPort: 30080})
+		web := p.start(t, "web", echoserver, nil)
+		logger := p.start(t, "logger", busybox, []string{"sh", "-c", "echo hello-from-node; exec sleep 100000"})
+
+		want := "/kubepods.slice/kubepods-besteffort.slice/" + slice + "/keelson-" + logger + ".scope"
+		if cg := cgroupOf(t, pid(t, logger)); cg != want {
+			t.Fatalf("container cgroup %s, want %s", cg, want)
+		}
+		if s := prop(t, "keelson-"+logger+".scope", "ActiveState"); s != "active" {
+			t.Fatalf("scope unit is %s", s)
+		}
+		if got := execSync(t, logger, "cat", "/proc/self/cgroup"); got != "0::/" {
+			t.Fatalf("inside the container /proc/self/cgroup is %q (want a cgroup namespace)", got)
+		}
+		waitFor(t, "log line", time.Minute, func() error {
+			b, _ := os.ReadFile(filepath.Join(p.cfg.LogDirectory, "logger.log"))
+			if !strings.Contains(string(b), "stdout F hello-from-node") {
+				return fmt.Errorf("log: %q", b)
+			}
+			return nil
+		})
+		// The port mapping, through the node's address.
+		waitFor(t, "hostPort 30080", time.Minute, func() error {
+			resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://10.0.2.15:30080/node")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(b), "/node") {
+				return fmt.Errorf("answer %q", b)
+			}
+			return nil
+		})
+		waitFor(t, "container stats", time.Minute, func() error {
+			st, err := rt.ContainerStats(ctx(t), &runtimeapi.ContainerStatsRequest{ContainerId: web})
+			if err != nil {
+				return err
+			}
+			if st.GetStats().GetMemory().GetWorkingSetBytes().GetValue() == 0 || st.GetStats().GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 {
+				return fmt.Errorf("stats %v", st.GetStats())
+			}
+			return nil
+		})
+		if _, err := rt.UpdateContainerResources(ctx(t), &runtimeapi.UpdateContainerResourcesRequest{
+			ContainerId: logger, Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuPeriod: 100000, CpuQuota: 50000},
+		}); err != nil {
+			t.Fatalf("UpdateContainerResources: %v", err)
+		}
+		dir := "/sys/fs/cgroup" + want
+		if b, _ := os.ReadFile(dir + "/memory.max"); strings.TrimSpace(string(b)) != strconv.Itoa(64<<20) {
+			t.Fatalf("memory.max %q after the update", b)
+		}
+		if b, _ := os.ReadFile(dir + "/cpu.max"); strings.TrimSpace(string(b)) != "50000 100000" {
+			t.Fatalf("cpu.max %q after the update", b)
+		}
+		removePod(t, p.id)
+		for _, id := range []string{web, logger} {
+			if s := prop(t, "keelson-"+id+".scope", "ActiveState"); s == "active" {
+				t.Fatalf("scope of %s still active after the pod's removal", id)
+			}
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Fatalf("%s is left after the pod's removal", dir)
+		}
+	})
+
+	check(t, "a memory limit on cgroup v2 OOM-kills the container: OOMKilled, exit 137", func(t *testing.T) {
+		p := runPod(t, "oom", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podoom.slice") // as kubelet sends it
+		id := p.start(t, "hog", busybox, []string{"tail", "/dev/zero"}, func(c *runtimeapi.ContainerConfig) {
+			c.Linux.Resources.MemoryLimitInBytes = 32 << 20
+		})
+		waitFor(t, "the hog exits", 3*time.Minute, func() error {
+			if s := containerStatus(t, id); s.State != runtimeapi.ContainerState_CONTAINER_EXITED {
+				return fmt.Errorf("state %v", s.State)
+			}
+			return nil
+		})
+		if s := containerStatus(t, id); s.Reason != "OOMKilled" || s.ExitCode != 137 {
+			events, _ := os.ReadFile("/sys/fs/cgroup/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podoom.slice/memory.events")
+			t.Fatalf("reason %q exit %d, want OOMKilled 137 (the pod slice's memory.events:\n%s)", s.Reason, s.ExitCode, events)
+		}
+	})
+
+	check(t, "AppArmor: a container without a profile runs under keelson's default one", func(t *testing.T) {
+		if b, _ := os.ReadFile("/sys/module/apparmor/parameters/enabled"); !strings.HasPrefix(string(b), "Y") {
+			t.Fatalf("AppArmor is not enabled in the guest kernel (%q)", b)
+		}
+		p := runPod(t, "aa", "kubepods-besteffort-podaa.slice")
+		id := p.start(t, "c", busybox, []string{"sleep", "100000"})
+		if got := execSync(t, id, "cat", "/proc/self/attr/current"); got != "keelson-default (enforce)" {
+			t.Fatalf("/proc/self/attr/current = %q", got)
+		}
+		unconfined := p.start(t, "u", busybox, []string{"sleep", "100000"}, func(c *runtimeapi.ContainerConfig) {
+			c.Linux.SecurityContext.Apparmor = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}
+		})
+		if got := execSync(t, unconfined, "cat", "/proc/self/attr/current"); got != "unconfined" {
+			t.Fatalf("unconfined container: /proc/self/attr/current = %q", got)
+		}
+	})
+
+	check(t, "systemctl restart and kill -9 of keelson: containers keep running, state intact", func(t *testing.T) {
+		p := runPod(t, "survivor", "kubepods-besteffort-podsurvivor.slice")
+		id := p.start(t, "c", busybox, []string{"sleep", "100000"})
+		before := containerStatus(t, id)
+		cpid := pid(t, id)
+
+		run(t, "systemctl", "restart", "keelson")
+		ready(t)
+		after := containerStatus(t, id)
+		if after.State != runtimeapi.ContainerState_CONTAINER_RUNNING || after.StartedAt != before.StartedAt || syscall.Kill(cpid, 0) != nil {
+			t.Fatalf("after systemctl restart: %v started %d (was %d), pid %d alive: %v", after.State, after.StartedAt, before.StartedAt, cpid, syscall.Kill(cpid, 0) == nil)
+		}
+
+		restarts := prop(t, "keelson", "NRestarts")
+		mainPid, _ := strconv.Atoi(prop(t, "keelson", "MainPID"))
+		if err := syscall.Kill(mainPid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "systemd restarts keelson", 3*time.Minute, func() error {
+			if n := prop(t, "keelson", "NRestarts"); n == restarts || prop(t, "keelson", "ActiveState") != "active" {
+				return fmt.Errorf("NRestarts %s, %s", n, prop(t, "keelson", "ActiveState"))
+			}
+			return nil
+		})
+		ready(t)
+		if s := containerStatus(t, id); s.State != runtimeapi.ContainerState_CONTAINER_RUNNING || syscall.Kill(cpid, 0) != nil {
+			t.Fatalf("after kill -9: %v", s.State)
+		}
+		if got := execSync(t, id, "echo", "still-here"); got != "still-here" {
+			t.Fatalf("exec after kill -9: %q", got)
+		}
+	})
+
+	check(t, "cgroupfs driver on cgroup v2: paths under /sys/fs/cgroup, slice parents refused", func(t *testing.T) {
+		setDriver(t, "cgroupfs")
+		t.Cleanup(func() {
+			setDriver(t, "auto")
+			run(t, "systemctl", "restart", "keelson")
+			ready(t)
+		})
+		run(t, "systemctl", "restart", "keelson")
+		ready(t)
+		rc, err := rt.RuntimeConfig(ctx(t), &runtimeapi.RuntimeConfigRequest{})
+		if err != nil || rc.GetLinux().GetCgroupDriver() != runtimeapi.CgroupDriver_CGROUPFS {
+			t.Fatalf("RuntimeConfig: %v %v", rc, err)
+		}
+		_, err = rt.RunPodSandbox(ctx(t), &runtimeapi.RunPodSandboxRequest{Config: &runtimeapi.PodSandboxConfig{
+			Metadata: &runtimeapi.PodSandboxMetadata{Name: "bad", Namespace: "node", Uid: "bad"},
+			Linux:    &runtimeapi.LinuxPodSandboxConfig{CgroupParent: "kubepods-besteffort-podbad.slice"},
+		}})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("a slice parent under cgroupfs: %v, want InvalidArgument", err)
+		}
+		p := runPod(t, "fs", "/kubepods/besteffort/podfs")
+		id := p.start(t, "c", busybox, []string{"sleep", "100000"})
+		want := "/kubepods/besteffort/podfs/" + id
+		if cg := cgroupOf(t, pid(t, id)); cg != want {
+			t.Fatalf("container cgroup %s, want %s", cg, want)
+		}
+		removePod(t, p.id)
+		if _, err := os.Stat("/sys/fs/cgroup" + want); err == nil {
+			t.Fatalf("%s left after removal", want)
+		}
+	})
+
+	check(t, "keelson doctor finds nothing left over (scopes, cgroups, netns, CNI)", func(t *testing.T) {
+		out, err := exec.Command("/usr/local/bin/keelson", "doctor").CombinedOutput()
+		if err != nil {
+			t.Fatalf("keelson doctor: %v\n%s", err, out)
+		}
+	})
+
+	check(t, "kubelet v1.36 with cgroupDriver systemd (failCgroupV1 default): a static pod with probes runs; /stats/summary has it", func(t *testing.T) {
+		kubelet(t)
+	})
+}
+
+const kubeletConfig = `apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+containerRuntimeEndpoint: unix:///run/keelson/keelson.sock
+imageServiceEndpoint: unix:///run/keelson/keelson.sock
+cgroupDriver: systemd
+staticPodPath: /etc/kubernetes/manifests
+fileCheckFrequency: 2s
+syncFrequency: 10s
+address: 127.0.0.1
+readOnlyPort: 10255
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+failSwapOn: false
+resolvConf: ""
+authentication:
+  anonymous: {enabled: true}
+  webhook: {enabled: false}
+authorization:
+  mode: AlwaysAllow
+evictionHard:
+  memory.available: "1Mi"
+  nodefs.available: "1%"
+  imagefs.available: "1%"
+`
+
+const staticPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: probed
+  namespace: default
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: web
+    image: docker.io/keelson/echoserver:1.0
+    readinessProbe:
+      httpGet: {path: /ready, port: 8080}
+      periodSeconds: 2
+    livenessProbe:
+      tcpSocket: {port: 9000}
+      periodSeconds: 5
+      failureThreshold: 10
+  - name: sidecar
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "touch /tmp/ok; exec sleep 100000"]
+    readinessProbe:
+      exec: {command: ["cat", "/tmp/ok"]}
+      periodSeconds: 3
+`
+
+func kubelet(t *testing.T) {
+	const bin = "/opt/keelson/k8s/bin/kubelet"
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("kubelet: %v (make k8s builds it)", err)
+	}
+	for _, d := range []string{"/etc/kubernetes/manifests", "/var/lib/kubelet"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile("/var/lib/kubelet/config.yaml", []byte(kubeletConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "systemd-run", "--unit", "kubelet", "--collect", bin, "--config", "/var/lib/kubelet/config.yaml", "--hostname-override", "node", "--v", "2")
+	t.Cleanup(func() {
+		_ = os.Remove("/etc/kubernetes/manifests/probed.yaml")
+		waitFor(t, "the static pod gone from CRI", 3*time.Minute, func() error {
+			c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			ps, err := rt.ListPodSandbox(c, &runtimeapi.ListPodSandboxRequest{})
+			if err != nil || len(ps.Items) != 0 {
+				return fmt.Errorf("%d sandboxes (%v)", len(ps.GetItems()), err)
+			}
+			return nil
+		})
+		_ = exec.Command("systemctl", "stop", "kubelet").Run()
+		if t.Failed() {
+			t.Logf("kubelet's journal, last lines:\n%s", journal("kubelet", 60))
+		}
+	})
+	get := func(path string) ([]byte, error) {
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://127.0.0.1:10255" + path)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("%s: %s", path, resp.Status)
+		}
+		return io.ReadAll(resp.Body)
+	}
+	waitFor(t, "kubelet serving", 5*time.Minute, func() error { _, err := get("/pods"); return err })
+	if err := os.WriteFile("/etc/kubernetes/manifests/probed.yaml", []byte(staticPod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "static pod running and ready", 8*time.Minute, func() error {
+		b, err := get("/pods")
+		if err != nil {
+			return err
+		}
+		var pl struct {
+			Items []struct {
+				Status struct {
+					Phase             string
+					ContainerStatuses []struct{ Ready bool }
+				}
+			}
+		}
+		if err := json.Unmarshal(b, &pl); err != nil {
+			return err
+		}
+		if len(pl.Items) != 1 || pl.Items[0].Status.Phase != "Running" {
+			return fmt.Errorf("pods: %.600s", b)
+		}
+		for _, c := range pl.Items[0].Status.ContainerStatuses {
+			if !c.Ready {
+				return fmt.Errorf("not all ready: %.600s", b)
+			}
+		}
+		if len(pl.Items[0].Status.ContainerStatuses) != 2 {
+			return fmt.Errorf("pods: %.600s", b)
+		}
+		return nil
+	})
+	// kubelet made the pod's slice under kubepods.slice; keelson put the container's scope in it.
+	ps, err := rt.ListContainers(ctx(t), &runtimeapi.ListContainersRequest{})
+	if err != nil || len(ps.Containers) != 2 {
+		t.Fatalf("CRI containers: %v %v", ps, err)
+	}
+	if cg := cgroupOf(t, pid(t, ps.Containers[0].Id)); !strings.HasPrefix(cg, "/kubepods.slice/") || !strings.HasSuffix(cg, "/keelson-"+ps.Containers[0].Id+".scope") {
+		t.Fatalf("container cgroup %s", cg)
+	}
+	waitFor(t, "/stats/summary with the pod's CPU and memory", 5*time.Minute, func() error {
+		b, err := get("/stats/summary")
+		if err != nil {
+			return err
+		}
+		var sum struct {
+			Pods []struct {
+				PodRef struct{ Name string }
+				CPU    *struct{ UsageNanoCores *uint64 }
+				Memory *struct{ WorkingSetBytes *uint64 }
+			}
+		}
+		if err := json.Unmarshal(b, &sum); err != nil {
+			return err
+		}
+		for _, p := range sum.Pods {
+			if p.PodRef.Name == "probed-node" && p.CPU != nil && p.CPU.UsageNanoCores != nil && p.Memory != nil && p.Memory.WorkingSetBytes != nil && *p.Memory.WorkingSetBytes > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("summary: %.600s", b)
+	})
+}
