@@ -97,7 +97,7 @@ type Container struct {
 	// oomBase is 1 + the parent cgroup's OOM-kill count when the current run
 	// started (0: unknown); a higher count at a SIGKILL exit means an OOM kill.
 	oomBase atomic.Int64
-	io     *containerIO  // keelson-held stdio (tty/stdin containers), if any
+	io      *containerIO // keelson-held stdio (tty/stdin containers), if any
 
 	specMu sync.RWMutex
 	spec   []byte // OCI spec JSON, for verbose status and exec; changed by updates
