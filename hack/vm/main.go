@@ -142,7 +142,7 @@ func boot(ctx context.Context, c config, img, repo, runDir string) (int, error) 
 		"-name", "keelson-node", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", c.mem,
 		"-kernel", kernel, "-initrd", filepath.Join(img, "initrd.img"),
-		"-append", "root=/dev/vda rw console=ttyS0 quiet loglevel=4 net.ifnames=0 systemd.unified_cgroup_hierarchy=1 apparmor=1 security=apparmor",
+		"-append", "root=/dev/vda rw console=ttyS0 quiet loglevel=4 net.ifnames=0 systemd.unified_cgroup_hierarchy=1 apparmor=1 security=apparmor psi=1",
 		"-drive", "file="+filepath.Join(img, "rootfs.img")+",format=raw,if=virtio,snapshot=on,cache=unsafe",
 		"-virtfs", share("run", runDir, false),
 		"-virtfs", share("repo", repo, true),

@@ -44,6 +44,9 @@ func toCRIContainerStats(c *container.Container, st stats.ContainerStats) *runti
 		Cpu:        toCRICPU(st.CPU),
 		Memory:     toCRIMemory(st.Memory),
 	}
+	if p := st.IOPressure; p != nil && st.CPU != nil {
+		out.Io = &runtimeapi.IoUsage{Timestamp: st.CPU.Timestamp.UnixNano(), Psi: toCRIPSI(p)}
+	}
 	if m := st.Memory; m != nil {
 		out.Swap = &runtimeapi.SwapUsage{Timestamp: m.Timestamp.UnixNano(), SwapUsageBytes: u64(m.SwapBytes)}
 		if m.SwapLimitBytes > 0 {
@@ -69,7 +72,19 @@ func toCRICPU(c *stats.CPU) *runtimeapi.CpuUsage {
 	if c.RateKnown {
 		out.UsageNanoCores = u64(c.UsageNanoCores)
 	}
+	out.Psi = toCRIPSI(c.Pressure)
 	return out
+}
+
+// toCRIPSI converts pressure stall information; CRI's Total is in nanoseconds.
+func toCRIPSI(p *stats.Pressure) *runtimeapi.PsiStats {
+	if p == nil {
+		return nil
+	}
+	data := func(d stats.PressureData) *runtimeapi.PsiData {
+		return &runtimeapi.PsiData{Total: d.Total * 1000, Avg10: d.Avg10, Avg60: d.Avg60, Avg300: d.Avg300}
+	}
+	return &runtimeapi.PsiStats{Full: data(p.Full), Some: data(p.Some)}
 }
 
 func toCRIMemory(m *stats.Memory) *runtimeapi.MemoryUsage {
@@ -87,6 +102,7 @@ func toCRIMemory(m *stats.Memory) *runtimeapi.MemoryUsage {
 	if avail, ok := m.AvailableBytes(); ok {
 		out.AvailableBytes = u64(avail)
 	}
+	out.Psi = toCRIPSI(m.Pressure)
 	return out
 }
 

@@ -15,10 +15,11 @@ import (
 
 // taskSample is one task's decoded metrics.
 type taskSample struct {
-	cpu  *CPU
-	mem  *Memory
-	proc *Process
-	io   []DiskIO
+	cpu   *CPU
+	mem   *Memory
+	proc  *Process
+	io    []DiskIO
+	ioPSI *Pressure
 }
 
 // decodeMetric turns a task metric from containerd into a sample. The data is the
@@ -150,6 +151,7 @@ func fromV2(m *cg2.Metrics, at time.Time) taskSample {
 			Periods:              c.NrPeriods,
 			ThrottledPeriods:     c.NrThrottled,
 			ThrottledNanoSeconds: c.ThrottledUsec * 1000,
+			Pressure:             pressure(c.GetPSI()),
 		}
 	}
 	if mem := m.GetMemory(); mem != nil {
@@ -170,8 +172,10 @@ func fromV2(m *cg2.Metrics, at time.Time) taskSample {
 			OOMKills:          m.GetMemoryEvents().GetOomKill(),
 			LimitBytes:        limitOrZero(mem.UsageLimit),
 			SwapLimitBytes:    limitOrZero(mem.SwapLimit),
+			Pressure:          pressure(mem.GetPSI()),
 		}
 	}
+	s.ioPSI = pressure(m.GetIo().GetPSI())
 	if p := m.GetPids(); p != nil {
 		s.proc = &Process{Timestamp: at, Count: p.Current, Limit: limitOrZero(p.Limit)}
 	}
@@ -183,6 +187,17 @@ func fromV2(m *cg2.Metrics, at time.Time) taskSample {
 	}
 	slices.SortFunc(s.io, func(a, b DiskIO) int { return cmp.Compare(a.Device, b.Device) })
 	return s
+}
+
+// pressure converts the shim's PSI of one resource (nil where the kernel has none).
+func pressure(p *cg2.PSIStats) *Pressure {
+	if p == nil || p.GetSome() == nil && p.GetFull() == nil {
+		return nil
+	}
+	data := func(d *cg2.PSIData) PressureData {
+		return PressureData{Total: d.GetTotal(), Avg10: d.GetAvg10(), Avg60: d.GetAvg60(), Avg300: d.GetAvg300()}
+	}
+	return &Pressure{Some: data(p.GetSome()), Full: data(p.GetFull())}
 }
 
 // rate follows a cumulative counter and derives its per-second rate over windows of

@@ -225,7 +225,7 @@ func (c *Collector) Container(id string) (ContainerStats, bool) {
 	out := ContainerStats{ID: id}
 	if sampled {
 		out.SandboxID = e.sandboxID
-		out.CPU, out.Memory, out.Process, out.DiskIO = e.last.cpu, e.last.mem, e.last.proc, e.last.io
+		out.CPU, out.Memory, out.Process, out.DiskIO, out.IOPressure = e.last.cpu, e.last.mem, e.last.proc, e.last.io, e.last.ioPSI
 	}
 	if measured {
 		if fs.Mountpoint == "" {

@@ -31,6 +31,20 @@ type CPU struct {
 	Periods              uint64
 	ThrottledPeriods     uint64
 	ThrottledNanoSeconds uint64
+	// Pressure is the cgroup's cpu.pressure (cgroup v2 with PSI); nil when unknown.
+	Pressure *Pressure
+}
+
+// Pressure is a cgroup's pressure stall information for one resource: the share of
+// time some (or all) of its tasks were stalled waiting for it.
+type Pressure struct {
+	Some, Full PressureData
+}
+
+// PressureData is one line of a *.pressure file.
+type PressureData struct {
+	Total                uint64  // stalled time, microseconds, since the cgroup was made
+	Avg10, Avg60, Avg300 float64 // percentages over 10 s, 60 s, 300 s
 }
 
 // Memory is a memory cgroup's usage.
@@ -55,6 +69,8 @@ type Memory struct {
 	LimitBytes uint64
 	// SwapLimitBytes is the swap limit (cgroup v2); 0 when there is none or unknown.
 	SwapLimitBytes uint64
+	// Pressure is the cgroup's memory.pressure (cgroup v2 with PSI); nil when unknown.
+	Pressure *Pressure
 }
 
 // AvailableBytes is the limit minus the working set, if a limit is set.
@@ -121,12 +137,14 @@ func (n *Network) Default() *Interface {
 // ContainerStats is a container's last sample. Nil parts were not sampled (yet):
 // CPU, Memory and Process exist while the task runs; WritableLayer once measured.
 type ContainerStats struct {
-	ID            string
-	SandboxID     string
-	CPU           *CPU
-	Memory        *Memory
-	Process       *Process
-	DiskIO        []DiskIO
+	ID        string
+	SandboxID string
+	CPU       *CPU
+	Memory    *Memory
+	Process   *Process
+	DiskIO    []DiskIO
+	// IOPressure is the cgroup's io.pressure (cgroup v2 with PSI); nil when unknown.
+	IOPressure    *Pressure
 	WritableLayer *Filesystem
 }
 

@@ -388,3 +388,22 @@ func TestIntervalFromEnvironment(t *testing.T) {
 		t.Errorf("default intervals = %s %s", c.opts.Interval, c.opts.FsInterval)
 	}
 }
+
+func TestPressureFromV2(t *testing.T) {
+	psi := &cg2.PSIStats{Some: &cg2.PSIData{Avg10: 1.5, Total: 1234}, Full: &cg2.PSIData{Avg300: 0.25, Total: 99}}
+	s := fromV2(&cg2.Metrics{
+		CPU:    &cg2.CPUStat{UsageUsec: 1, PSI: psi},
+		Memory: &cg2.MemoryStat{Usage: 1, PSI: psi},
+		Io:     &cg2.IOStat{PSI: psi},
+	}, time.Now())
+	want := &Pressure{Some: PressureData{Avg10: 1.5, Total: 1234}, Full: PressureData{Avg300: 0.25, Total: 99}}
+	for name, got := range map[string]*Pressure{"cpu": s.cpu.Pressure, "memory": s.mem.Pressure, "io": s.ioPSI} {
+		if got == nil || *got != *want {
+			t.Errorf("%s pressure %+v, want %+v", name, got, want)
+		}
+	}
+	// A kernel without PSI: no pressure rather than zeros.
+	if s := fromV2(&cg2.Metrics{CPU: &cg2.CPUStat{UsageUsec: 1}}, time.Now()); s.cpu.Pressure != nil || s.ioPSI != nil {
+		t.Errorf("pressure without PSI: %+v %+v", s.cpu.Pressure, s.ioPSI)
+	}
+}

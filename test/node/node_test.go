@@ -349,6 +349,10 @@ func TestNode(t *testing.T) {
 			if st.GetStats().GetMemory().GetWorkingSetBytes().GetValue() == 0 || st.GetStats().GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 {
 				return fmt.Errorf("stats %v", st.GetStats())
 			}
+			// Pressure stall information from the container's cgroup (the guest boots with psi=1).
+			if st.GetStats().GetCpu().GetPsi() == nil || st.GetStats().GetMemory().GetPsi() == nil || st.GetStats().GetIo().GetPsi() == nil {
+				return fmt.Errorf("no PSI in %v", st.GetStats())
+			}
 			return nil
 		})
 		if _, err := rt.UpdateContainerResources(ctx(t), &runtimeapi.UpdateContainerResourcesRequest{
