@@ -16,7 +16,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
-	"github.com/moby/sys/signal"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -168,7 +167,7 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 	c := &Container{Metadata: Metadata{
 		ID: id, Name: name, SandboxID: sb.ID, Config: cfg,
 		ImageName: cfg.GetImage().GetImage(), ImageID: img.ID, ImageRef: img.ID,
-		LogPath: lp, StopSignal: img.Spec.Config.StopSignal, CreatedAt: nowNano(),
+		LogPath: lp, StopSignal: stopSignalName(cfg.GetStopSignal(), img.Spec.Config.StopSignal), CreatedAt: nowNano(),
 	}, exited: make(chan struct{})}
 	if len(img.RepoDigests) > 0 {
 		c.ImageRef = img.RepoDigests[0]
@@ -469,13 +468,7 @@ func (s *Service) signal(ctx context.Context, c *Container) (<-chan struct{}, er
 	if task == nil || err != nil {
 		return nil, err
 	}
-	sig := syscall.SIGTERM
-	if c.StopSignal != "" {
-		if parsed, err := signal.ParseSignal(c.StopSignal); err == nil {
-			sig = parsed
-		}
-	}
-	if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+	if err := task.Kill(ctx, stopSignal(c.StopSignal)); err != nil && !errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("signalling container %s: %w", c.ID, err)
 	}
 	return c.exited, nil

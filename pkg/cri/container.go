@@ -76,6 +76,7 @@ func toCRIContainerStatus(c *container.Container) *runtimeapi.ContainerStatus {
 		Mounts:      c.Config.GetMounts(),
 		LogPath:     c.LogPath,
 		Resources:   &runtimeapi.ContainerResources{Linux: c.Resources()},
+		StopSignal:  c.CRIStopSignal(),
 	}
 	if u := c.User(); u != nil {
 		out.User = &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{
