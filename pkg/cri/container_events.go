@@ -39,10 +39,18 @@ func (s *Server) containerEvent(e events.Event) *runtimeapi.ContainerEventRespon
 	if sb, err := s.Sandboxes.Get(e.SandboxID); err == nil {
 		resp.PodSandboxStatus = toCRISandboxStatus(sb)
 	}
+	resp.ContainersStatuses = s.podContainerStatuses(e.SandboxID)
+	return resp
+}
+
+// podContainerStatuses are the statuses of a pod's containers (evented PLEG reads
+// them with the pod's status).
+func (s *Server) podContainerStatuses(sandboxID string) []*runtimeapi.ContainerStatus {
+	var out []*runtimeapi.ContainerStatus
 	for _, c := range s.Containers.List() {
-		if c.SandboxID == e.SandboxID {
-			resp.ContainersStatuses = append(resp.ContainersStatuses, toCRIContainerStatus(c))
+		if c.SandboxID == sandboxID {
+			out = append(out, toCRIContainerStatus(c))
 		}
 	}
-	return resp
+	return out
 }

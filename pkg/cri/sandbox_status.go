@@ -2,19 +2,25 @@ package cri
 
 import (
 	"context"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/keelson/keelson/pkg/sandbox"
 )
 
-// PodSandboxStatus describes a sandbox from memory.
+// PodSandboxStatus describes a sandbox from memory, with its containers' statuses and
+// the time of the answer (what kubelet's evented PLEG reads).
 func (s *Server) PodSandboxStatus(ctx context.Context, r *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
 	sb, err := s.Sandboxes.Get(r.GetPodSandboxId())
 	if err != nil {
 		return nil, err
 	}
-	resp := &runtimeapi.PodSandboxStatusResponse{Status: toCRISandboxStatus(sb)}
+	resp := &runtimeapi.PodSandboxStatusResponse{
+		Status:             toCRISandboxStatus(sb),
+		ContainersStatuses: s.podContainerStatuses(sb.ID),
+		Timestamp:          time.Now().UnixNano(),
+	}
 	if r.GetVerbose() {
 		resp.Info = sandboxVerboseInfo(sb)
 	}
