@@ -335,6 +335,8 @@ func (d *Daemon) info() map[string]string {
 	info := map[string]string{
 		"config":            string(cfgJSON),
 		"containerdAddress": d.conn.Address,
+		"cgroupDriver":      d.cgroupDriver,
+		"appArmor":          strconv.FormatBool(apparmor.HostSupports()),
 	}
 	if _, file := d.network.Network(); file != "" {
 		info["cniConfigFile"] = file

@@ -372,6 +372,22 @@ func legacyProfile(field, v string) (*runtimeapi.SecurityProfile, error) {
 	return nil, fmt.Errorf("%s %q is not runtime/default, unconfined or localhost/<profile>: %w", field, v, errdefs.ErrInvalidArgument)
 }
 
+// appArmorProfileLoaded tells whether the kernel has a profile of that name (a
+// variable for tests).
+var appArmorProfileLoaded = func(name string) (bool, error) {
+	b, err := os.ReadFile("/sys/kernel/security/apparmor/profiles")
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// "<name> (<mode>)"
+		if i := strings.LastIndex(line, " ("); i > 0 && line[:i] == name {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // containerAppArmor applies the AppArmor choice. Where AppArmor is off, asking for
 // the default or for none is satisfied as is; only a named profile cannot be.
 func containerAppArmor(sc *runtimeapi.LinuxContainerSecurityContext, privileged, enabled bool) (oci.SpecOpts, error) {
@@ -403,6 +419,9 @@ func containerAppArmor(sc *runtimeapi.LinuxContainerSecurityContext, privileged,
 		}
 		if privileged {
 			return nil, nil
+		}
+		if loaded, err := appArmorProfileLoaded(profile); err == nil && !loaded {
+			return nil, fmt.Errorf("AppArmor profile %q is not loaded on this node (load it with apparmor_parser first): %w", profile, errdefs.ErrFailedPrecondition)
 		}
 		return apparmor.WithProfile(profile), nil
 	}

@@ -1382,3 +1382,23 @@ func TestPropagationHelpers(t *testing.T) {
 		t.Errorf("HostMountPropagation: %v", err)
 	}
 }
+
+func TestAppArmorLocalhostProfileMustBeLoaded(t *testing.T) {
+	restore := appArmorProfileLoaded
+	t.Cleanup(func() { appArmorProfileLoaded = restore })
+	appArmorProfileLoaded = func(name string) (bool, error) { return name == "loaded-one", nil }
+	localhost := func(name string) func(*ContainerInput) {
+		return func(in *ContainerInput) {
+			in.AppArmorEnabled = true
+			in.Config.Linux.SecurityContext.Apparmor = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: name}
+		}
+	}
+	runSpecCases(t, []specCase{
+		{name: "loaded", mod: localhost("loaded-one"), check: func(t *testing.T, s *specs.Spec) {
+			if s.Process.ApparmorProfile != "loaded-one" {
+				t.Fatalf("profile %q", s.Process.ApparmorProfile)
+			}
+		}},
+		{name: "not loaded", mod: localhost("missing"), wantErr: errdefs.ErrFailedPrecondition, errHas: `"missing" is not loaded`},
+	})
+}
