@@ -234,6 +234,33 @@ func TestContainerLifecycle(t *testing.T) {
 	k.CheckNoLeaks(t)
 }
 
+// TestStopSignal: the pod's stop_signal (KEP-4960) stops the container and is
+// reported; without one the status says SIGTERM.
+func TestStopSignal(t *testing.T) {
+	k := containerTestKeelson(t)
+	p := newPod(t, k, "stopsig")
+	cfg := ctrConfig("usr1", images.Busybox, "sh", "-c", "trap 'exit 42' USR1; trap '' TERM; echo ready; while :; do sleep 0.1; done")
+	cfg.StopSignal = runtimeapi.Signal_SIGNAL_SIGUSR1
+	id := p.run(t, cfg)
+	waitLog(t, p.logPath(cfg), "ready")
+	if st := ctrStatus(t, k, id); st.StopSignal != runtimeapi.Signal_SIGNAL_SIGUSR1 {
+		t.Errorf("status stop_signal %v, want SIGUSR1", st.StopSignal)
+	}
+	stopCtr(t, k, id, 30)
+	if st := ctrStatus(t, k, id); st.ExitCode != 42 {
+		t.Errorf("exit code %d after StopContainer: the container did not get SIGUSR1", st.ExitCode)
+	}
+	plain := p.run(t, ctrConfig("plain", images.Busybox, "sleep", "1000"))
+	if st := ctrStatus(t, k, plain); st.StopSignal != runtimeapi.Signal_SIGNAL_SIGTERM {
+		t.Errorf("default stop_signal %v, want SIGTERM", st.StopSignal)
+	}
+	// PodSandboxStatus carries its containers' statuses and a timestamp (evented PLEG).
+	ps, err := k.Runtime.PodSandboxStatus(harness.Ctx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id})
+	if err != nil || len(ps.ContainersStatuses) != 2 || ps.Timestamp == 0 {
+		t.Errorf("PodSandboxStatus: %d container statuses, timestamp %d (%v)", len(ps.GetContainersStatuses()), ps.GetTimestamp(), err)
+	}
+}
+
 func TestContainerExitCodesAndOOM(t *testing.T) {
 	k := containerTestKeelson(t)
 	// With a shared PID namespace the shell is not PID 1, so it can kill itself.

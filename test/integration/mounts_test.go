@@ -24,8 +24,8 @@ func TestContainerMounts(t *testing.T) {
 			rro = h.Features.GetRecursiveReadOnlyMounts()
 		}
 	}
-	if !st.GetFeatures().GetSupplementalGroupsPolicy() {
-		t.Errorf("Status does not advertise supplemental groups policies")
+	if !st.GetFeatures().GetSupplementalGroupsPolicy() || !st.GetFeatures().GetMountOptions() {
+		t.Errorf("Status does not advertise supplemental groups policies and mount options: %v", st.GetFeatures())
 	}
 
 	host := harness.NewDir(t, "ktmnt-")

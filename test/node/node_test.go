@@ -305,76 +305,14 @@ func TestNode(t *testing.T) {
 	})
 
 	check(t, "systemd driver: a pod in kubelet's slice, its containers in scopes; exec, logs, ports, stats, update, removal", func(t *testing.T) {
-		uid := "abcd_1234"
-		slice := "kubepods-besteffort-pod" + uid + ".slice"
-		p := runPod(t, "web", slice, &runtimeapi.PortMapping{ContainerPort: 8080, HostPort: 30080})
-		web := p.start(t, "web", echoserver, nil)
-		logger := p.start(t, "logger", busybox, []string{"sh", "-c", "echo hello-from-node; exec sleep 100000"})
-
-		want := "/kubepods.slice/kubepods-besteffort.slice/" + slice + "/keelson-" + logger + ".scope"
-		if cg := cgroupOf(t, pid(t, logger)); cg != want {
-			t.Fatalf("container cgroup %s, want %s", cg, want)
-		}
-		if s := prop(t, "keelson-"+logger+".scope", "ActiveState"); s != "active" {
-			t.Fatalf("scope unit is %s", s)
-		}
-		if got := execSync(t, logger, "cat", "/proc/self/cgroup"); got != "0::/" {
-			t.Fatalf("inside the container /proc/self/cgroup is %q (want a cgroup namespace)", got)
-		}
-		waitFor(t, "log line", time.Minute, func() error {
-			b, _ := os.ReadFile(filepath.Join(p.cfg.LogDirectory, "logger.log"))
-			if !strings.Contains(string(b), "stdout F hello-from-node") {
-				return fmt.Errorf("log: %q", b)
-			}
-			return nil
+		slice := "kubepods-besteffort-podabcd_1234.slice"
+		ids := lifecycle(t, slice, func(id string) string {
+			return "/kubepods.slice/kubepods-besteffort.slice/" + slice + "/keelson-" + id + ".scope"
 		})
-		// The port mapping, through the node's address.
-		waitFor(t, "hostPort 30080", time.Minute, func() error {
-			resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://10.0.2.15:30080/node")
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			if !strings.Contains(string(b), "/node") {
-				return fmt.Errorf("answer %q", b)
-			}
-			return nil
-		})
-		waitFor(t, "container stats", time.Minute, func() error {
-			st, err := rt.ContainerStats(ctx(t), &runtimeapi.ContainerStatsRequest{ContainerId: web})
-			if err != nil {
-				return err
-			}
-			if st.GetStats().GetMemory().GetWorkingSetBytes().GetValue() == 0 || st.GetStats().GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 {
-				return fmt.Errorf("stats %v", st.GetStats())
-			}
-			// Pressure stall information from the container's cgroup (the guest boots with psi=1).
-			if st.GetStats().GetCpu().GetPsi() == nil || st.GetStats().GetMemory().GetPsi() == nil || st.GetStats().GetIo().GetPsi() == nil {
-				return fmt.Errorf("no PSI in %v", st.GetStats())
-			}
-			return nil
-		})
-		if _, err := rt.UpdateContainerResources(ctx(t), &runtimeapi.UpdateContainerResourcesRequest{
-			ContainerId: logger, Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuPeriod: 100000, CpuQuota: 50000},
-		}); err != nil {
-			t.Fatalf("UpdateContainerResources: %v", err)
-		}
-		dir := "/sys/fs/cgroup" + want
-		if b, _ := os.ReadFile(dir + "/memory.max"); strings.TrimSpace(string(b)) != strconv.Itoa(64<<20) {
-			t.Fatalf("memory.max %q after the update", b)
-		}
-		if b, _ := os.ReadFile(dir + "/cpu.max"); strings.TrimSpace(string(b)) != "50000 100000" {
-			t.Fatalf("cpu.max %q after the update", b)
-		}
-		removePod(t, p.id)
-		for _, id := range []string{web, logger} {
+		for _, id := range ids {
 			if s := prop(t, "keelson-"+id+".scope", "ActiveState"); s == "active" {
 				t.Fatalf("scope of %s still active after the pod's removal", id)
 			}
-		}
-		if _, err := os.Stat(dir); err == nil {
-			t.Fatalf("%s is left after the pod's removal", dir)
 		}
 	})
 
@@ -409,6 +347,35 @@ func TestNode(t *testing.T) {
 		})
 		if got := execSync(t, unconfined, "cat", "/proc/self/attr/current"); got != "unconfined" {
 			t.Fatalf("unconfined container: /proc/self/attr/current = %q", got)
+		}
+		// A Localhost profile the node loaded is applied, and enforced.
+		if err := os.WriteFile("/etc/apparmor.d/keelson-node-test", []byte(testProfile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run(t, "apparmor_parser", "-r", "/etc/apparmor.d/keelson-node-test")
+		local := p.start(t, "l", busybox, []string{"sleep", "100000"}, func(c *runtimeapi.ContainerConfig) {
+			c.Linux.SecurityContext.Apparmor = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "keelson-node-test"}
+		})
+		if got := execSync(t, local, "cat", "/proc/self/attr/current"); got != "keelson-node-test (enforce)" {
+			t.Fatalf("localhost profile: /proc/self/attr/current = %q", got)
+		}
+		resp, err := rt.ExecSync(ctx(t), &runtimeapi.ExecSyncRequest{ContainerId: local, Cmd: []string{"sh", "-c", "echo x > /tmp/denied"}, Timeout: 60})
+		if err != nil || resp.ExitCode == 0 {
+			t.Fatalf("a write the profile denies: %v, exit %d", err, resp.GetExitCode())
+		}
+		// One that is not loaded is refused at creation, naming it.
+		_, err = rt.CreateContainer(ctx(t), &runtimeapi.CreateContainerRequest{PodSandboxId: p.id, SandboxConfig: p.cfg, Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "missing"}, Image: &runtimeapi.ImageSpec{Image: busybox}, Command: []string{"true"},
+			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				Apparmor: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "no-such-profile"},
+			}},
+		}})
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "no-such-profile") {
+			t.Fatalf("a profile that is not loaded: %v", err)
+		}
+		st, err := rt.Status(ctx(t), &runtimeapi.StatusRequest{Verbose: true})
+		if err != nil || st.Info["appArmor"] != "true" {
+			t.Fatalf("Status does not report AppArmor: %v %v", st.GetInfo()["appArmor"], err)
 		}
 	})
 
@@ -445,7 +412,7 @@ func TestNode(t *testing.T) {
 		}
 	})
 
-	check(t, "cgroupfs driver on cgroup v2: paths under /sys/fs/cgroup, slice parents refused", func(t *testing.T) {
+	check(t, "cgroupfs driver on cgroup v2: slice parents refused; exec, logs, ports, stats, update, removal under /sys/fs/cgroup", func(t *testing.T) {
 		setDriver(t, "cgroupfs")
 		t.Cleanup(func() {
 			setDriver(t, "auto")
@@ -465,16 +432,7 @@ func TestNode(t *testing.T) {
 		if status.Code(err) != codes.InvalidArgument {
 			t.Fatalf("a slice parent under cgroupfs: %v, want InvalidArgument", err)
 		}
-		p := runPod(t, "fs", "/kubepods/besteffort/podfs")
-		id := p.start(t, "c", busybox, []string{"sleep", "100000"})
-		want := "/kubepods/besteffort/podfs/" + id
-		if cg := cgroupOf(t, pid(t, id)); cg != want {
-			t.Fatalf("container cgroup %s, want %s", cg, want)
-		}
-		removePod(t, p.id)
-		if _, err := os.Stat("/sys/fs/cgroup" + want); err == nil {
-			t.Fatalf("%s left after removal", want)
-		}
+		lifecycle(t, "/kubepods/besteffort/podfs", func(id string) string { return "/kubepods/besteffort/podfs/" + id })
 	})
 
 	check(t, "keelson doctor finds nothing left over (scopes, cgroups, netns, CNI)", func(t *testing.T) {
@@ -488,6 +446,92 @@ func TestNode(t *testing.T) {
 		kubelet(t)
 	})
 }
+
+// lifecycle runs a pod under parent with an echo server on hostPort 30080 and a
+// logging busybox, checks exec, logs, the port, stats (PSI included), a resource
+// update and that removal leaves no cgroup; cgroup(id) is where a container's cgroup
+// must be. It returns the containers' IDs.
+func lifecycle(t *testing.T, parent string, cgroup func(id string) string) []string {
+	p := runPod(t, "web", parent, &runtimeapi.PortMapping{ContainerPort: 8080, HostPort: 30080})
+	web := p.start(t, "web", echoserver, nil)
+	logger := p.start(t, "logger", busybox, []string{"sh", "-c", "echo hello-from-node; exec sleep 100000"})
+
+	want := cgroup(logger)
+	if cg := cgroupOf(t, pid(t, logger)); cg != want {
+		t.Fatalf("container cgroup %s, want %s", cg, want)
+	}
+	if got := execSync(t, logger, "cat", "/proc/self/cgroup"); got != "0::/" {
+		t.Fatalf("inside the container /proc/self/cgroup is %q (want a cgroup namespace)", got)
+	}
+	waitFor(t, "log line", time.Minute, func() error {
+		b, _ := os.ReadFile(filepath.Join(p.cfg.LogDirectory, "logger.log"))
+		if !strings.Contains(string(b), "stdout F hello-from-node") {
+			return fmt.Errorf("log: %q", b)
+		}
+		return nil
+	})
+	// The port mapping, through the node's address.
+	waitFor(t, "hostPort 30080", time.Minute, func() error {
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://10.0.2.15:30080/node")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(b), "/node") {
+			return fmt.Errorf("answer %q", b)
+		}
+		return nil
+	})
+	waitFor(t, "container stats", time.Minute, func() error {
+		st, err := rt.ContainerStats(ctx(t), &runtimeapi.ContainerStatsRequest{ContainerId: web})
+		if err != nil {
+			return err
+		}
+		if st.GetStats().GetMemory().GetWorkingSetBytes().GetValue() == 0 || st.GetStats().GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 {
+			return fmt.Errorf("stats %v", st.GetStats())
+		}
+		// Pressure stall information from the container's cgroup (the guest boots with psi=1).
+		if st.GetStats().GetCpu().GetPsi() == nil || st.GetStats().GetMemory().GetPsi() == nil || st.GetStats().GetIo().GetPsi() == nil {
+			return fmt.Errorf("no PSI in %v", st.GetStats())
+		}
+		return nil
+	})
+	if _, err := rt.UpdateContainerResources(ctx(t), &runtimeapi.UpdateContainerResourcesRequest{
+		ContainerId: logger, Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuPeriod: 100000, CpuQuota: 50000},
+	}); err != nil {
+		t.Fatalf("UpdateContainerResources: %v", err)
+	}
+	dir := "/sys/fs/cgroup" + want
+	if b, _ := os.ReadFile(dir + "/memory.max"); strings.TrimSpace(string(b)) != strconv.Itoa(64<<20) {
+		t.Fatalf("memory.max %q after the update", b)
+	}
+	if b, _ := os.ReadFile(dir + "/cpu.max"); strings.TrimSpace(string(b)) != "50000 100000" {
+		t.Fatalf("cpu.max %q after the update", b)
+	}
+	removePod(t, p.id)
+	for _, id := range []string{web, logger} {
+		if _, err := os.Stat("/sys/fs/cgroup" + cgroup(id)); err == nil {
+			t.Fatalf("the cgroup of %s is left after the pod's removal", id)
+		}
+	}
+	return []string{web, logger}
+}
+
+// testProfile allows everything but writing /tmp/denied.
+const testProfile = `profile keelson-node-test flags=(attach_disconnected,mediate_deleted) {
+  file,
+  network,
+  capability,
+  signal,
+  ptrace,
+  mount,
+  umount,
+  unix,
+  pivot_root,
+  deny /tmp/denied w,
+}
+`
 
 const kubeletConfig = `apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
