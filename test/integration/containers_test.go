@@ -242,7 +242,7 @@ func TestStopSignal(t *testing.T) {
 	cfg := ctrConfig("usr1", images.Busybox, "sh", "-c", "trap 'exit 42' USR1; trap '' TERM; echo ready; while :; do sleep 0.1; done")
 	cfg.StopSignal = runtimeapi.Signal_SIGNAL_SIGUSR1
 	id := p.run(t, cfg)
-	waitLog(t, p.logPath(cfg), "ready")
+	waitLog(t, p.logPath(cfg), "stdout:ready")
 	if st := ctrStatus(t, k, id); st.StopSignal != runtimeapi.Signal_SIGNAL_SIGUSR1 {
 		t.Errorf("status stop_signal %v, want SIGUSR1", st.StopSignal)
 	}
