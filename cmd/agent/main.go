@@ -3,6 +3,7 @@
 //	keelson [flags]            run the daemon
 //	keelson version            print versions
 //	keelson config default     print the default configuration, every key documented
+//	keelson config validate [FILE]  check a config file (default /etc/keelson/config.toml)
 //	keelson doctor [--fix]     audit the node for leftovers no pod owns; --fix removes them
 package main
 
@@ -117,7 +118,10 @@ func run(args []string) int {
 				os.Stdout.Write(out)
 				return 0
 			}
-			fmt.Fprintln(os.Stderr, "usage: keelson config default")
+			if len(args) >= 2 && args[1] == "validate" && len(args) <= 3 {
+				return validateConfig(args[2:])
+			}
+			fmt.Fprintln(os.Stderr, "usage: keelson config default | keelson config validate [FILE]")
 			return 2
 		}
 	}
@@ -214,6 +218,25 @@ func run(args []string) int {
 	}
 	klog.InfoS("keelson stopped")
 	return code
+}
+
+// validateConfig is `keelson config validate [FILE]`: the file parses, has no
+// unknown keys and passes the daemon's own checks; it prints what is wrong.
+func validateConfig(args []string) int {
+	path := config.DefaultPath
+	if len(args) == 1 {
+		path = args[0]
+	}
+	cfg, err := config.Load(path, true)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", path, err)
+		return 1
+	}
+	fmt.Printf("%s: ok\n", path)
+	return 0
 }
 
 // dumpStacks writes every goroutine's stack to the log (SIGUSR1).
