@@ -72,20 +72,28 @@ func Container(cfg *runtimeapi.ContainerConfig, h Host) error {
 // process checks what reaches execve: no NUL anywhere, sane env keys, a bounded size.
 func process(cfg *runtimeapi.ContainerConfig) error {
 	size := 0
-	for i, a := range cfg.GetCommand() {
+	arg := func(f, a string) error {
 		size += len(a)
-		if err := noNUL(fmt.Sprintf("config.command[%d]", i), a); err != nil {
+		if len(a) >= maxArgStrLen {
+			return invalid(f, "is %d bytes long; execve takes at most %d", len(a), maxArgStrLen-1)
+		}
+		return noNUL(f, a)
+	}
+	for i, a := range cfg.GetCommand() {
+		if err := arg(fmt.Sprintf("config.command[%d]", i), a); err != nil {
 			return err
 		}
 	}
 	for i, a := range cfg.GetArgs() {
-		size += len(a)
-		if err := noNUL(fmt.Sprintf("config.args[%d]", i), a); err != nil {
+		if err := arg(fmt.Sprintf("config.args[%d]", i), a); err != nil {
 			return err
 		}
 	}
 	for i, kv := range cfg.GetEnvs() {
 		f := fmt.Sprintf("config.envs[%d]", i)
+		if len(kv.GetKey())+len(kv.GetValue())+1 >= maxArgStrLen {
+			return invalid(f, "%s=… is %d bytes long; execve takes at most %d", kv.GetKey(), len(kv.GetKey())+len(kv.GetValue())+1, maxArgStrLen-1)
+		}
 		size += len(kv.GetKey()) + len(kv.GetValue())
 		if strings.ContainsAny(kv.GetKey(), "=\x00") {
 			return invalid(f+".key", "%q contains '=' or NUL", kv.GetKey())
@@ -125,7 +133,9 @@ func Mounts(field string, ms []*runtimeapi.Mount) error {
 		if m == nil {
 			return invalid(f, "is empty")
 		}
-		if err := absPath(f+".container_path", m.GetContainerPath()); err != nil {
+		// kubelet passes absolute mount paths as written: judge them cleaned (a ".."
+		// cannot leave the container's root, which runc resolves it inside).
+		if err := absPathUnclean(f+".container_path", m.GetContainerPath()); err != nil {
 			return err
 		}
 		dst := path.Clean(m.GetContainerPath())

@@ -131,7 +131,9 @@ func DNSConfig(field string, dns *runtimeapi.DNSConfig) error {
 		name := strings.TrimSuffix(s, ".")
 		ok := name != "" && len(name) <= 253
 		for _, l := range strings.Split(name, ".") {
-			ok = ok && len(l) <= 63 && dnsLabel.MatchString(l)
+			// No per-label length: Kubernetes checks only the whole name's, and host
+			// search domains reach kubelet unchecked.
+			ok = ok && dnsLabel.MatchString(l)
 		}
 		if !ok {
 			return invalid(fmt.Sprintf("%s.searches[%d]", field, i), "%q is not a DNS domain name", s)
@@ -359,7 +361,8 @@ func profile(field string, p *runtimeapi.SecurityProfile) error {
 		if p.GetLocalhostRef() == "" {
 			return invalid(field+".localhost_ref", "is empty for a Localhost profile")
 		}
-		return plainText(field+".localhost_ref", p.GetLocalhostRef(), false)
+		// The API lets profile names and paths hold spaces; kubelet passes them on.
+		return plainText(field+".localhost_ref", p.GetLocalhostRef(), true)
 	}
 	return nil
 }

@@ -36,7 +36,8 @@ const (
 	maxDNSSearches    = 32        // kubelet's MaxDNSSearchPaths
 	maxDNSSearchChars = 2048      // kubelet's MaxDNSSearchListChars
 	maxDNSServers     = 32
-	maxArgBytes       = 1 << 20 // command, args and env of one container together
+	maxArgBytes       = 2 << 20   // command, args and env together: execve's limit (RLIMIT_STACK/4 at 8 MiB)
+	maxArgStrLen      = 128 << 10 // one argument or KEY=value: the kernel's MAX_ARG_STRLEN
 )
 
 // invalid is the error for a bad field: it names the field and wraps InvalidArgument.
@@ -115,6 +116,16 @@ func stringMap(field string, m map[string]string) error {
 }
 
 // absPath requires an absolute path without ".." elements or control characters.
+func absPathUnclean(field, p string) error {
+	if p == "" {
+		return invalid(field, "is empty")
+	}
+	if !strings.HasPrefix(p, "/") {
+		return invalid(field, "%q is not an absolute path", p)
+	}
+	return plainText(field, p, true)
+}
+
 func absPath(field, p string) error {
 	if p == "" {
 		return invalid(field, "is empty")

@@ -78,6 +78,9 @@ func TestPodSandbox(t *testing.T) {
 		{name: "nameserver with newline", mod: func(c *runtimeapi.PodSandboxConfig) { c.DnsConfig.Servers = []string{"10.0.0.1\nnameserver 6.6.6.6"} }, field: "config.dns_config.servers[0]"},
 		{name: "nameserver not an IP", mod: func(c *runtimeapi.PodSandboxConfig) { c.DnsConfig.Servers = []string{"dns.example.com"} }, field: "config.dns_config.servers[0]"},
 		{name: "kubelet's root search (no search domains)", mod: func(c *runtimeapi.PodSandboxConfig) { c.DnsConfig.Searches = []string{"."} }},
+		{name: "search label over 63 characters (from the host's resolv.conf)", mod: func(c *runtimeapi.PodSandboxConfig) {
+			c.DnsConfig.Searches = []string{strings.Repeat("a", 70) + ".example.com"}
+		}},
 		{name: "search with space", mod: func(c *runtimeapi.PodSandboxConfig) { c.DnsConfig.Searches = []string{"a.com evil.com"} }, field: "config.dns_config.searches[0]"},
 		{name: "search with newline", mod: func(c *runtimeapi.PodSandboxConfig) { c.DnsConfig.Searches = []string{"a.com\noptions debug"} }, field: "config.dns_config.searches[0]"},
 		{name: "33 searches", mod: func(c *runtimeapi.PodSandboxConfig) { c.DnsConfig.Searches = make([]string, 33) }, field: "config.dns_config.searches"},
@@ -126,6 +129,12 @@ func TestPodSandbox(t *testing.T) {
 		{name: "group without user", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.SecurityContext.RunAsUser = nil }, field: "config.linux.security_context.run_as_group"},
 		{name: "uid out of range", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.SecurityContext.RunAsUser.Value = 1 << 31 }, field: "config.linux.security_context.run_as_user"},
 		{name: "negative supplemental group", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.SecurityContext.SupplementalGroups = []int64{-1} }, field: "config.linux.security_context.supplemental_groups[0]"},
+		{name: "seccomp Localhost path with a space", mod: func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/var/lib/kubelet/seccomp/my profile.json"}
+		}},
+		{name: "seccomp Localhost path with a newline", mod: func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/x\ny.json"}
+		}, field: "config.linux.security_context.seccomp.localhost_ref"},
 		{name: "unknown seccomp type", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.SecurityContext.Seccomp.ProfileType = 9 }, field: "config.linux.security_context.seccomp.profile_type"},
 		{name: "negative cpu quota", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.Resources.CpuQuota = -5 }, field: "config.linux.resources.cpu_quota"},
 		{name: "huge annotations", mod: func(c *runtimeapi.PodSandboxConfig) { c.Annotations["big"] = strings.Repeat("x", 300<<10) }, field: "config.annotations"},
@@ -203,6 +212,16 @@ func TestContainer(t *testing.T) {
 		{name: "no image", mod: func(c *runtimeapi.ContainerConfig) { c.Image = nil }, field: "config.image.image"},
 		{name: "image with newline", mod: func(c *runtimeapi.ContainerConfig) { c.Image.Image = "busybox\n" }, field: "config.image.image"},
 		{name: "NUL in args", mod: func(c *runtimeapi.ContainerConfig) { c.Args = []string{"a\x00b"} }, field: "config.args[0]"},
+		{name: "one argument over MAX_ARG_STRLEN", mod: func(c *runtimeapi.ContainerConfig) { c.Args = []string{strings.Repeat("a", 128<<10)} }, field: "config.args[0]"},
+		{name: "one env entry over MAX_ARG_STRLEN", mod: func(c *runtimeapi.ContainerConfig) {
+			c.Envs = append(c.Envs, &runtimeapi.KeyValue{Key: "BIG", Value: []byte(strings.Repeat("v", 128<<10))})
+		}, field: "config.envs[1]"},
+		{name: "1.5 MiB of environment (envFrom)", mod: func(c *runtimeapi.ContainerConfig) {
+			for i := range 15 {
+				c.Envs = append(c.Envs, &runtimeapi.KeyValue{Key: fmt.Sprintf("K%d", i), Value: []byte(strings.Repeat("v", 100<<10))})
+			}
+		}},
+		{name: "mount path with .. (cleaned, inside the rootfs)", mod: func(c *runtimeapi.ContainerConfig) { c.Mounts[0].ContainerPath = "/data/../cache" }},
 		{name: "= in env key", mod: func(c *runtimeapi.ContainerConfig) { c.Envs[0].Key = "A=B" }, field: "config.envs[0].key"},
 		{name: "relative working dir", mod: func(c *runtimeapi.ContainerConfig) { c.WorkingDir = "srv" }, field: "config.working_dir"},
 		{name: "log path escaping", mod: func(c *runtimeapi.ContainerConfig) { c.LogPath = "../../etc/cron.d/x" }, field: "config.log_path"},
