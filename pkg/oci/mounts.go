@@ -143,14 +143,14 @@ func criBindMounts(ms []*runtimeapi.Mount, rroSupported bool, propagation func(s
 		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
 			return nil, "", fmt.Errorf("mount at %q: id-mapped mounts need user namespaces, which are not supported: %w", m.GetContainerPath(), errdefs.ErrNotImplemented)
 		}
-		dst, err := checkMountPath("container_path", m.GetContainerPath())
+		dst, err := checkMountPath("container_path", m.GetContainerPath(), true)
 		if err != nil {
 			return nil, "", err
 		}
 		if dst == "/" {
 			return nil, "", fmt.Errorf("mount container_path %q would hide the container's root filesystem: %w", m.GetContainerPath(), errdefs.ErrInvalidArgument)
 		}
-		src, err := checkMountPath("host_path", m.GetHostPath())
+		src, err := checkMountPath("host_path", m.GetHostPath(), false)
 		if err != nil {
 			return nil, "", fmt.Errorf("mount at %q: %w", dst, err)
 		}
@@ -219,14 +219,14 @@ func criBindMounts(ms []*runtimeapi.Mount, rroSupported bool, propagation func(s
 
 // checkMountPath requires an absolute path without ".." elements and returns it
 // cleaned (a trailing slash from a pod's mountPath is harmless).
-func checkMountPath(field, p string) (string, error) {
+func checkMountPath(field, p string, dotDot bool) (string, error) {
 	if p == "" {
 		return "", fmt.Errorf("mount %s is empty: %w", field, errdefs.ErrInvalidArgument)
 	}
 	if !strings.HasPrefix(p, "/") {
 		return "", fmt.Errorf("mount %s %q is not an absolute path: %w", field, p, errdefs.ErrInvalidArgument)
 	}
-	if slices.Contains(strings.Split(p, "/"), "..") {
+	if !dotDot && slices.Contains(strings.Split(p, "/"), "..") {
 		return "", fmt.Errorf("mount %s %q has a \"..\" element: %w", field, p, errdefs.ErrInvalidArgument)
 	}
 	return path.Clean(p), nil
