@@ -178,9 +178,13 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 	} else if strings.HasPrefix(c.ImageName, "sha256:") && len(img.RepoTags) > 0 {
 		c.ImageName = img.RepoTags[0]
 	}
+	specCfg, err := s.mountImageVolumes(ctx, id, cfg, &steps)
+	if err != nil {
+		return "", err
+	}
 	nsCtx := namespaces.WithNamespace(ctx, s.conn.Namespace)
 	spec, err := oci.ContainerSpec(nsCtx, oci.ContainerInput{
-		ID: id, Config: cfg, SandboxConfig: sb.Config, Image: img.Spec.Config, ImageName: c.ImageName,
+		ID: id, Config: specCfg, SandboxConfig: sb.Config, Image: img.Spec.Config, ImageName: c.ImageName,
 		Sandbox:                    s.sandboxFacts(sb),
 		OwnOOM:                     s.ownOOM,
 		PidsLimit:                  s.opts.PidsLimit,
@@ -238,6 +242,41 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 	s.publish(events.Created, c)
 	klog.V(2).InfoS("Container created", "containerID", id, "name", name, "podSandboxID", sb.ID)
 	return id, nil
+}
+
+// newTask creates the container's task with fresh stdio. A pod's containers share
+// one shim: when the pod's last task has just gone, that shim can still pass the
+// connection test of containerd's shim manager and then exit, and the creation
+// fails with "connection refused"; a retry starts a new shim.
+func (s *Service) newTask(ctx context.Context, cc containerd.Container, c *Container) (containerd.Task, *containerIO, error) {
+	for attempt := 1; ; attempt++ {
+		creator, cio0, err := s.ioCreator(c)
+		if err != nil {
+			return nil, nil, fmt.Errorf("setting up stdio of container %s: %w", c.ID, err)
+		}
+		if err := failpoint.Hit("container/start/io"); err != nil {
+			cio0.close()
+			return nil, nil, err
+		}
+		task, err := cc.NewTask(ctx, creator)
+		if err == nil {
+			return task, cio0, nil
+		}
+		cio0.close()
+		if attempt == 3 || !shimWentAway(err) || ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("creating task of container %s: %w", c.ID, err)
+		}
+		klog.V(2).InfoS("The pod's shim went away while the task was being created; retrying", "containerID", c.ID, "err", err)
+		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+	}
+}
+
+// shimWentAway recognises containerd's error for a shim that exited between its
+// manager's connection test and containerd's own connection.
+func shimWentAway(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "failed to start shim") &&
+		(strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such file or directory"))
 }
 
 // makeHostPaths creates the missing host directories of bind mounts, as containerd's
@@ -352,22 +391,12 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("loading container %s: %w", c.ID, err)
 	}
-	creator, cio0, err := s.ioCreator(c)
-	if err != nil {
-		return fmt.Errorf("setting up stdio of container %s: %w", c.ID, err)
-	}
 	if err := os.MkdirAll(s.stateDir(c.ID), 0o700); err != nil {
-		cio0.close()
 		return err
 	}
-	if err := failpoint.Hit("container/start/io"); err != nil {
-		cio0.close()
-		return err
-	}
-	task, err := cc.NewTask(ctx, creator)
+	task, cio0, err := s.newTask(ctx, cc, c)
 	if err != nil {
-		cio0.close()
-		return fmt.Errorf("creating task of container %s: %w", c.ID, err)
+		return err
 	}
 	c.io = cio0
 	defer func() {
@@ -611,6 +640,9 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	if c.io != nil {
 		c.io.close()
 		c.io = nil
+	}
+	if err := s.removeImageVolumes(ctx, c.ID); err != nil {
+		return fmt.Errorf("removing the image volumes of container %s: %w", c.ID, err)
 	}
 	// runc removes the cgroup with the task; a task creation cut short (keelson
 	// killed inside it) can leave it, with a runc init inside.

@@ -17,6 +17,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
 
@@ -112,9 +113,17 @@ func (n *Node) Audit(ctx context.Context) ([]Finding, error) {
 	}
 	sn := n.Client.SnapshotService(n.Snapshotter)
 	_ = sn.Walk(ctx, func(ctx context.Context, info snapshots.Info) error {
-		if info.Kind != snapshots.KindCommitted && !known[info.Name] {
+		owner := info.Labels[runtime.LabelImageVolumeOf] // an image volume's view belongs to its container
+		if info.Kind != snapshots.KindCommitted && !known[info.Name] && (owner == "" || !known[owner]) {
 			name := info.Name
 			add(Finding{Kind: "snapshot", What: fmt.Sprintf("%s (%v)", name, info.Kind), fix: func(ctx context.Context) error {
+				if owner != "" {
+					dir := runtime.ImageVolumeDir(n.StateDir, name)
+					if err := mount.UnmountAll(dir, 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+						return err
+					}
+					_ = os.Remove(dir)
+				}
 				return ignoreNotFound(sn.Remove(ctx, name))
 			}})
 		}

@@ -6,6 +6,8 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,3 +141,13 @@ func (c *Conn) Watch(ctx context.Context, interval time.Duration) {
 
 // Close closes the client connection.
 func (c *Conn) Close() error { return c.Client.Close() }
+
+// LabelImageVolumeOf marks a snapshot view that is an image volume (KEP-4639) of the
+// container whose ID it holds; its mount point is ImageVolumeDir.
+const LabelImageVolumeOf = "io.keelson.image-volume-of"
+
+// ImageVolumeDir is where an image volume view (snapshot key "keelson-imgvol-<id>-<n>")
+// is mounted on the host.
+func ImageVolumeDir(stateDir, key string) string {
+	return filepath.Join(stateDir, "image-volumes", strings.TrimPrefix(key, "keelson-imgvol-"))
+}

@@ -149,9 +149,21 @@ func Mounts(field string, ms []*runtimeapi.Mount) error {
 			return invalid(f+".container_path", "%q is the target of another mount too", dst)
 		}
 		seen[dst] = true
-		if m.GetImage().GetImage() == "" {
+		if ref := m.GetImage().GetImage(); ref == "" {
 			if err := absPath(f+".host_path", m.GetHostPath()); err != nil {
 				return err
+			}
+		} else {
+			if err := plainText(f+".image.image", ref, false); err != nil {
+				return err
+			}
+			if sub := m.GetImageSubPath(); sub != "" {
+				if err := plainText(f+".image_sub_path", sub, true); err != nil {
+					return err
+				}
+				if strings.HasPrefix(sub, "/") || slices.Contains(strings.Split(sub, "/"), "..") {
+					return invalid(f+".image_sub_path", "%q is not a relative path inside the image", sub)
+				}
 			}
 		}
 		if err := enum(f+".propagation", m.GetPropagation(), runtimeapi.MountPropagation_name); err != nil {

@@ -221,6 +221,15 @@ func TestContainer(t *testing.T) {
 				c.Envs = append(c.Envs, &runtimeapi.KeyValue{Key: fmt.Sprintf("K%d", i), Value: []byte(strings.Repeat("v", 100<<10))})
 			}
 		}},
+		{name: "image volume with a sub path", mod: func(c *runtimeapi.ContainerConfig) {
+			c.Mounts[0] = &runtimeapi.Mount{ContainerPath: "/models", Image: &runtimeapi.ImageSpec{Image: "registry.k8s.io/models:1"}, ImageSubPath: "llm/weights"}
+		}},
+		{name: "image volume sub path escaping", mod: func(c *runtimeapi.ContainerConfig) {
+			c.Mounts[0] = &runtimeapi.Mount{ContainerPath: "/models", Image: &runtimeapi.ImageSpec{Image: "models:1"}, ImageSubPath: "../../etc"}
+		}, field: "config.mounts[0].image_sub_path"},
+		{name: "image volume absolute sub path", mod: func(c *runtimeapi.ContainerConfig) {
+			c.Mounts[0] = &runtimeapi.Mount{ContainerPath: "/models", Image: &runtimeapi.ImageSpec{Image: "models:1"}, ImageSubPath: "/etc"}
+		}, field: "config.mounts[0].image_sub_path"},
 		{name: "mount path with .. (cleaned, inside the rootfs)", mod: func(c *runtimeapi.ContainerConfig) { c.Mounts[0].ContainerPath = "/data/../cache" }},
 		{name: "= in env key", mod: func(c *runtimeapi.ContainerConfig) { c.Envs[0].Key = "A=B" }, field: "config.envs[0].key"},
 		{name: "relative working dir", mod: func(c *runtimeapi.ContainerConfig) { c.WorkingDir = "srv" }, field: "config.working_dir"},

@@ -234,6 +234,20 @@ func TestContainerLifecycle(t *testing.T) {
 	k.CheckNoLeaks(t)
 }
 
+// TestRestartsInAOneContainerPod: kubelet restarting the only container of a pod
+// without a pause process — the pod's shim exits with the last task, and the next
+// start must not fail on it.
+func TestRestartsInAOneContainerPod(t *testing.T) {
+	k := containerTestKeelson(t)
+	p := newPod(t, k, "restarts")
+	for i := range 8 {
+		id := p.run(t, ctrConfig(fmt.Sprintf("attempt-%d", i), images.Busybox, "true"))
+		waitExited(t, k, id, 30*time.Second)
+	}
+	stopAndRemovePod(t, k, p.id)
+	k.CheckNoLeaks(t)
+}
+
 // TestStopSignal: the pod's stop_signal (KEP-4960) stops the container and is
 // reported; without one the status says SIGTERM.
 func TestStopSignal(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/keelson/keelson/test/harness"
@@ -68,6 +70,57 @@ func TestContainerMounts(t *testing.T) {
 		}
 	} else {
 		t.Log("runtime does not advertise recursive read-only mounts; skipping that part")
+	}
+	stopAndRemovePod(t, k, p.id)
+	k.CheckNoLeaks(t)
+}
+
+// TestImageVolumes: an image mounted read-only at a container path (KEP-4639), a
+// one-layer image and a two-layer one, whole or a sub path; removal unmounts it and
+// removes its snapshot view.
+func TestImageVolumes(t *testing.T) {
+	k := containerTestKeelson(t)
+	mustPull(t, k, images.EchoServer)
+	p := newPod(t, k, "imgvol")
+	cfg := ctrConfig("user", images.Busybox, "sleep", "100000")
+	cfg.Mounts = []*runtimeapi.Mount{
+		{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: images.EchoServer}},
+		{ContainerPath: "/sub", Image: &runtimeapi.ImageSpec{Image: images.Busybox}, ImageSubPath: "bin"},
+	}
+	id := p.run(t, cfg)
+	for _, check := range [][]string{
+		{"test", "-x", "/img/echoserver"},  // the upper layer
+		{"test", "-x", "/img/bin/busybox"}, // the lower one
+		{"test", "-x", "/sub/busybox"},     // a sub path
+	} {
+		if r := execSync(t, k, id, 30, check...); r.ExitCode != 0 {
+			t.Errorf("%v: exit %d %s", check, r.ExitCode, r.Stderr)
+		}
+	}
+	if r := execSync(t, k, id, 30, "touch", "/img/new"); r.ExitCode == 0 {
+		t.Errorf("an image volume is writable")
+	}
+	dir := filepath.Join(k.StateDir, "image-volumes")
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("%d image volumes mounted under %s, want 2", len(entries), dir)
+	}
+	stopCtr(t, k, id, 0)
+	removeCtr(t, k, id)
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("image volumes left after removal: %v", entries)
+	}
+	if m := harness.MountsUnder(dir); len(m) != 0 {
+		t.Errorf("image volume mounts left: %v", m)
+	}
+
+	// A sub path the image lacks is refused, and leaves nothing.
+	bad := ctrConfig("bad", images.Busybox, "true")
+	bad.Mounts = []*runtimeapi.Mount{{ContainerPath: "/x", Image: &runtimeapi.ImageSpec{Image: images.Busybox}, ImageSubPath: "no/such/dir"}}
+	if _, err := p.create(t, bad); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("missing image_sub_path: %v, want InvalidArgument", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("image volumes left after a refused creation: %v", entries)
 	}
 	stopAndRemovePod(t, k, p.id)
 	k.CheckNoLeaks(t)
