@@ -17,6 +17,7 @@ type SandboxService interface {
 	Remove(ctx context.Context, id string) error
 	Get(id string) (*sandbox.Sandbox, error)
 	List() []*sandbox.Sandbox
+	UpdateResources(id string, overhead, resources *runtimeapi.LinuxContainerResources) error
 }
 
 func sandboxState(sb *sandbox.Sandbox) runtimeapi.PodSandboxState {

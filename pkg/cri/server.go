@@ -47,6 +47,8 @@ type Server struct {
 	Info           func() map[string]string // verbose Status info; may be nil
 	Streaming      StreamingService         // Exec/Attach/PortForward URLs; nil answers Unavailable
 	SystemdCgroup  bool                     // the systemd cgroup driver is in use (else cgroupfs)
+	// StreamChunkBytes bounds each message of the Stream* RPCs (0: 2 MiB).
+	StreamChunkBytes int
 }
 
 // Register adds both CRI services to g.

@@ -169,6 +169,25 @@ func (s *Service) Get(id string) (*Sandbox, error) {
 // List returns every sandbox.
 func (s *Service) List() []*Sandbox { return s.store.List() }
 
+// UpdateResources takes a pod's resources after an in-place resize. kubelet
+// resizes the pod's cgroup itself and each container's through
+// UpdateContainerResources; keelson keeps no pod-level cgroup of its own to change,
+// so the values are checked and logged (they are what NRI would be told).
+func (s *Service) UpdateResources(id string, overhead, resources *runtimeapi.LinuxContainerResources) error {
+	if err := validate.Resources("overhead", overhead, s.opts.Host); err != nil {
+		return err
+	}
+	if err := validate.Resources("resources", resources, s.opts.Host); err != nil {
+		return err
+	}
+	sb, err := s.Get(id)
+	if err != nil {
+		return err
+	}
+	klog.V(2).InfoS("Pod sandbox resources updated", "podSandboxID", sb.ID, "resources", resources, "overhead", overhead)
+	return nil
+}
+
 // lock takes the sandbox's lock for a stop or removal. It returns false (holding
 // nothing) when the sandbox was removed while the caller waited.
 func lock(sb *Sandbox) bool {
