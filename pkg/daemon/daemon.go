@@ -199,6 +199,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	// Nothing of keelson's is being created yet: every shim without a task is left
 	// over, however young.
 	conn.ReapOrphanShims(ctx, 0)
+	conn.RemoveLeftovers(ctx, cfg.Containerd.Snapshotter)
 	go every(bg, cfg.GCInterval.D(), d.collect)
 	d.stats = stats.New(conn.Client, stats.Options{Snapshotter: cfg.Containerd.Snapshotter},
 		stats.Sources{Containers: d.containers.List, Sandboxes: d.sandboxes.List})
