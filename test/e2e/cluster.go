@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/test/harness"
+	"github.com/keelson/keelson/test/wait"
 )
 
 // K8sBin is where hack/build-k8s.sh puts kubelet, kube-apiserver, kubectl and etcd.
@@ -81,19 +82,6 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitFor(t testing.TB, what string, timeout time.Duration, ok func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = ok(); err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, err)
 }
 
 // ControlPlane is etcd + kube-apiserver on loopback with token auth.
@@ -181,7 +169,7 @@ current-context: e2e
 	if err := os.WriteFile(cp.Kubeconfig, []byte(kc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "kube-apiserver ready", 2*time.Minute, func() error {
+	wait.For(t, "kube-apiserver ready", 2*time.Minute, func() error {
 		select {
 		case <-cp.api.done:
 			t.Fatalf("kube-apiserver exited:\n%s", tail(cp.api.logText(), 40))
@@ -341,7 +329,7 @@ resolvConf: ""
 			t.Logf("diagnostics of kubelet: its last errors (%s)\n%s", kl.p.log, tail(errorLines(kl.p.logText()), 40))
 		}
 	})
-	waitFor(t, "kubelet healthy", 2*time.Minute, func() error {
+	wait.For(t, "kubelet healthy", 2*time.Minute, func() error {
 		select {
 		case <-kl.p.done:
 			t.Fatalf("kubelet exited:\n%s", tail(kl.p.logText(), 60))

@@ -18,6 +18,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/keelson/keelson/test/harness"
+	"github.com/keelson/keelson/test/wait"
 )
 
 // cluster is keelson under a kubelet registered with a one-node control plane.
@@ -58,7 +59,7 @@ func (c *cluster) jsonpath(t *testing.T, pod, path string) string {
 
 func (c *cluster) waitPod(t *testing.T, pod, path, want string, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("pod %s %s == %q", pod, path, want), timeout, func() error {
+	wait.For(t, fmt.Sprintf("pod %s %s == %q", pod, path, want), timeout, func() error {
 		if got := c.jsonpath(t, pod, path); got != want {
 			return fmt.Errorf("got %q", got)
 		}
@@ -89,7 +90,7 @@ func TestCluster(t *testing.T) {
 	k.Start(opts)
 	c := &cluster{k: k, cp: cp}
 	c.kl = StartKubelet(t, k, cp, k.ContainerdSocket)
-	waitFor(t, "node localhost Ready", 3*time.Minute, func() error {
+	wait.For(t, "node localhost Ready", 3*time.Minute, func() error {
 		out, _ := cp.Kubectl(context.Background(), "get", "node", "localhost", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		if out != "True" {
 			return fmt.Errorf("Ready=%q", out)
@@ -161,7 +162,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	scenario(t, "container logs through kubectl logs and in CRI format on disk", func(t *testing.T) {
-		waitFor(t, "kubectl logs", time.Minute, func() error {
+		wait.For(t, "kubectl logs", time.Minute, func() error {
 			out, err := cp.Kubectl(context.Background(), "logs", "shared", "-c", "writer")
 			if err != nil || strings.TrimSpace(out) != "hello-from-writer" {
 				return fmt.Errorf("%q %v", out, err)
@@ -176,7 +177,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	scenario(t, "exec liveness probes: a passing one keeps the container, a failing one restarts it", func(t *testing.T) {
-		waitFor(t, "sick container restarted", 3*time.Minute, func() error {
+		wait.For(t, "sick container restarted", 3*time.Minute, func() error {
 			n, _ := strconv.Atoi(c.jsonpath(t, "probes", `{.status.containerStatuses[?(@.name=="sick")].restartCount}`))
 			if n < 1 {
 				return fmt.Errorf("restartCount %d", n)
@@ -271,7 +272,7 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = pf.Process.Kill(); _ = pf.Wait() }()
-		waitFor(t, "port-forward answers", 30*time.Second, func() error {
+		wait.For(t, "port-forward answers", 30*time.Second, func() error {
 			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/forwarded", local))
 			if err != nil {
 				return err
@@ -309,7 +310,7 @@ func TestCluster(t *testing.T) {
 	// root device ("cannot find filesystem info for device /dev/vda") before it gets
 	// to pods. The pod stats kubelet reads over CRI are checked instead.
 	scenario(t, "pod and container stats over CRI for a running pod", func(t *testing.T) {
-		waitFor(t, "stats of web", 2*time.Minute, func() error {
+		wait.For(t, "stats of web", 2*time.Minute, func() error {
 			ps, err := k.Runtime.ListPodSandboxStats(harness.Ctx(t), &runtimeapi.ListPodSandboxStatsRequest{
 				Filter: &runtimeapi.PodSandboxStatsFilter{LabelSelector: map[string]string{"io.kubernetes.pod.name": "web"}},
 			})
@@ -350,7 +351,7 @@ func TestCluster(t *testing.T) {
 
 	scenario(t, "deleting the pods tears everything down with nothing leaked", func(t *testing.T) {
 		c.kubectl(t, "delete", "pods", "--all", "--wait=true", "--timeout=3m")
-		waitFor(t, "CRI empty", 3*time.Minute, func() error {
+		wait.For(t, "CRI empty", 3*time.Minute, func() error {
 			ps, err := k.Runtime.ListPodSandbox(harness.Ctx(t), &runtimeapi.ListPodSandboxRequest{})
 			if err != nil {
 				return err

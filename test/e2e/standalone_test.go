@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/keelson/keelson/test/harness"
+	"github.com/keelson/keelson/test/wait"
 )
 
 // podList is the part of kubelet's /pods answer the tests read.
@@ -77,7 +78,7 @@ func TestStandaloneKubelet(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(kl.ManifestDir, "web.yaml"), []byte(staticPod), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "static pod ready", 3*time.Minute, func() error {
+		wait.For(t, "static pod ready", 3*time.Minute, func() error {
 			pl, err := kl.pods()
 			if err != nil {
 				return err
@@ -115,7 +116,7 @@ func TestStandaloneKubelet(t *testing.T) {
 		if len(logs) != 1 {
 			t.Fatalf("reader's log file not found under %s", kl.PodLogsDir)
 		}
-		waitFor(t, "reader logged the message", 30*time.Second, func() error {
+		wait.For(t, "reader logged the message", 30*time.Second, func() error {
 			b, _ := os.ReadFile(logs[0])
 			if !containsCRILine(b, "stdout", "from-writer") {
 				return fmt.Errorf("log: %q", b)
@@ -128,7 +129,7 @@ func TestStandaloneKubelet(t *testing.T) {
 		if err := os.Remove(filepath.Join(kl.ManifestDir, "web.yaml")); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "pod gone from CRI", 3*time.Minute, func() error {
+		wait.For(t, "pod gone from CRI", 3*time.Minute, func() error {
 			ps, err := k.Runtime.ListPodSandbox(harness.Ctx(t), &runtimeapi.ListPodSandboxRequest{})
 			if err != nil {
 				return err

@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/keelson/keelson/test/wait"
 )
 
 const (
@@ -98,19 +100,6 @@ func journal(unit string, n int) string {
 	return string(out)
 }
 
-func waitFor(t testing.TB, what string, timeout time.Duration, ok func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = ok(); err == nil {
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, err)
-}
-
 // setDriver writes runtime.cgroup_driver into the installed config.
 func setDriver(t testing.TB, driver string) {
 	t.Helper()
@@ -133,7 +122,7 @@ func setDriver(t testing.TB, driver string) {
 // ready waits until keelson answers Status with both conditions true.
 func ready(t testing.TB) {
 	t.Helper()
-	waitFor(t, "keelson ready", 3*time.Minute, func() error {
+	wait.For(t, "keelson ready", 3*time.Minute, func() error {
 		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		st, err := rt.Status(c, &runtimeapi.StatusRequest{})
@@ -321,7 +310,7 @@ func TestNode(t *testing.T) {
 		id := p.start(t, "hog", busybox, []string{"tail", "/dev/zero"}, func(c *runtimeapi.ContainerConfig) {
 			c.Linux.Resources.MemoryLimitInBytes = 32 << 20
 		})
-		waitFor(t, "the hog exits", 3*time.Minute, func() error {
+		wait.For(t, "the hog exits", 3*time.Minute, func() error {
 			if s := containerStatus(t, id); s.State != runtimeapi.ContainerState_CONTAINER_EXITED {
 				return fmt.Errorf("state %v", s.State)
 			}
@@ -397,7 +386,7 @@ func TestNode(t *testing.T) {
 		if err := syscall.Kill(mainPid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "systemd restarts keelson", 3*time.Minute, func() error {
+		wait.For(t, "systemd restarts keelson", 3*time.Minute, func() error {
 			if n := prop(t, "keelson", "NRestarts"); n == restarts || prop(t, "keelson", "ActiveState") != "active" {
 				return fmt.Errorf("NRestarts %s, %s", n, prop(t, "keelson", "ActiveState"))
 			}
@@ -463,7 +452,7 @@ func lifecycle(t *testing.T, parent string, cgroup func(id string) string) []str
 	if got := execSync(t, logger, "cat", "/proc/self/cgroup"); got != "0::/" {
 		t.Fatalf("inside the container /proc/self/cgroup is %q (want a cgroup namespace)", got)
 	}
-	waitFor(t, "log line", time.Minute, func() error {
+	wait.For(t, "log line", time.Minute, func() error {
 		b, _ := os.ReadFile(filepath.Join(p.cfg.LogDirectory, "logger.log"))
 		if !strings.Contains(string(b), "stdout F hello-from-node") {
 			return fmt.Errorf("log: %q", b)
@@ -471,7 +460,7 @@ func lifecycle(t *testing.T, parent string, cgroup func(id string) string) []str
 		return nil
 	})
 	// The port mapping, through the node's address.
-	waitFor(t, "hostPort 30080", time.Minute, func() error {
+	wait.For(t, "hostPort 30080", time.Minute, func() error {
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://10.0.2.15:30080/node")
 		if err != nil {
 			return err
@@ -483,7 +472,7 @@ func lifecycle(t *testing.T, parent string, cgroup func(id string) string) []str
 		}
 		return nil
 	})
-	waitFor(t, "container stats", time.Minute, func() error {
+	wait.For(t, "container stats", time.Minute, func() error {
 		st, err := rt.ContainerStats(ctx(t), &runtimeapi.ContainerStatsRequest{ContainerId: web})
 		if err != nil {
 			return err
@@ -599,7 +588,7 @@ func kubelet(t *testing.T) {
 	run(t, "systemd-run", "--unit", "kubelet", "--collect", bin, "--config", "/var/lib/kubelet/config.yaml", "--hostname-override", "node", "--v", "2")
 	t.Cleanup(func() {
 		_ = os.Remove("/etc/kubernetes/manifests/probed.yaml")
-		waitFor(t, "the static pod gone from CRI", 3*time.Minute, func() error {
+		wait.For(t, "the static pod gone from CRI", 3*time.Minute, func() error {
 			c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			ps, err := rt.ListPodSandbox(c, &runtimeapi.ListPodSandboxRequest{})
@@ -624,11 +613,11 @@ func kubelet(t *testing.T) {
 		}
 		return io.ReadAll(resp.Body)
 	}
-	waitFor(t, "kubelet serving", 5*time.Minute, func() error { _, err := get("/pods"); return err })
+	wait.For(t, "kubelet serving", 5*time.Minute, func() error { _, err := get("/pods"); return err })
 	if err := os.WriteFile("/etc/kubernetes/manifests/probed.yaml", []byte(staticPod), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "static pod running and ready", 8*time.Minute, func() error {
+	wait.For(t, "static pod running and ready", 8*time.Minute, func() error {
 		b, err := get("/pods")
 		if err != nil {
 			return err
@@ -665,7 +654,7 @@ func kubelet(t *testing.T) {
 	if cg := cgroupOf(t, pid(t, ps.Containers[0].Id)); !strings.HasPrefix(cg, "/kubepods.slice/") || !strings.HasSuffix(cg, "/keelson-"+ps.Containers[0].Id+".scope") {
 		t.Fatalf("container cgroup %s", cg)
 	}
-	waitFor(t, "/stats/summary with the pod's CPU and memory", 5*time.Minute, func() error {
+	wait.For(t, "/stats/summary with the pod's CPU and memory", 5*time.Minute, func() error {
 		b, err := get("/stats/summary")
 		if err != nil {
 			return err
