@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/oci"
 )
 
 // Shim is a running containerd shim process.
@@ -61,9 +63,9 @@ func Shims(namespace, address string) []Shim {
 
 // OrphanShims lists the shims of c's namespace that serve no task. A shim serves the
 // tasks whose init process is its child (it is their subreaper), grouped pods
-// included; a shim with any child is kept, as is every shim while some task's process
-// cannot be found (an exited task not yet deleted is still served by its shim), so
-// only shims that certainly serve nothing are listed. Only shims older than minAge
+// included; a shim with any child is kept, as is the shim of an exited task not yet
+// deleted (named by the task or its group), so only shims that certainly serve
+// nothing are listed. Only shims older than minAge
 // count, so that a task being created (its shim up, the task not yet listed) is not
 // taken for an orphan.
 func (c *Conn) OrphanShims(ctx context.Context, minAge time.Duration) ([]Shim, error) {
@@ -80,18 +82,43 @@ func (c *Conn) OrphanShims(ctx context.Context, minAge time.Duration) ([]Shim, e
 	for _, ppid := range parents {
 		serving[ppid] = true
 	}
+	// An exited task not yet deleted has no process, but its shim — named by the task
+	// or by the task's group (its pod) — still serves it.
+	kept := map[string]bool{}
 	for _, t := range tasks.Tasks {
-		if _, ok := parents[int(t.Pid)]; t.Pid == 0 || !ok {
-			return nil, nil // a task without a live process: its shim cannot be told apart
+		if _, ok := parents[int(t.Pid)]; t.Pid != 0 && ok {
+			continue
 		}
+		group, err := c.shimGroup(ctx, t.ID)
+		if err != nil {
+			return nil, nil // its shim cannot be told apart: keep them all
+		}
+		kept[t.ID], kept[group] = true, true
 	}
 	var out []Shim
 	for _, sh := range shims {
-		if !serving[sh.Pid] && time.Since(sh.Started) >= minAge {
+		if !serving[sh.Pid] && !kept[sh.ID] && time.Since(sh.Started) >= minAge {
 			out = append(out, sh)
 		}
 	}
 	return out, nil
+}
+
+// shimGroup is the shim group a task's container names (its pod sandbox's ID, the
+// annotation the runc shim groups by), or its own ID.
+func (c *Conn) shimGroup(ctx context.Context, id string) (string, error) {
+	cc, err := c.Client.LoadContainer(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	spec, err := cc.Spec(ctx)
+	if err != nil {
+		return "", err
+	}
+	if g := spec.Annotations[oci.AnnotationSandboxID]; g != "" {
+		return g, nil
+	}
+	return id, nil
 }
 
 // parentPids maps every process to its parent, from /proc.
