@@ -15,7 +15,23 @@ for host in docker.io registry.k8s.io quay.io ghcr.io; do
   printf 'server = "https://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
     "$host" "$REGISTRY" > "/etc/keelson/certs.d/$host/hosts.toml"
 done
+# A heartbeat on the serial console, apart from the 9p share: the host tells a guest
+# that stopped from tests that are slow or stuck by it.
+( while sleep 30; do
+    echo "node-vm: alive, uptime $(cut -d' ' -f1 /proc/uptime) s, load $(cut -d' ' -f1-3 /proc/loadavg)" > /dev/console
+  done ) &
 export KEELSON_NODE_VM=1
 cd /keelson/test/node
 # shellcheck disable=SC2086
 /keelson/bin/node.test -test.v -test.count=1 $TEST_ARGS
+rc=$?
+if [ "$rc" -ne 0 ]; then
+  echo "node-vm: tests exited $rc; processes:"
+  ps -eo pid,stat,etime,wchan:22,args --forest | grep -v '\[' | head -120
+  if [ "$rc" -eq 2 ]; then # Go's exit status on a test timeout: keelson's goroutines too
+    systemctl kill -s QUIT --kill-whom=main keelson; sleep 2
+  fi
+  echo "node-vm: keelson's journal, last lines:"
+  journalctl -u keelson -n 400 --no-pager -o cat
+fi
+exit "$rc"

@@ -5,7 +5,11 @@
 // repository and /opt/keelson shared in read-only, streams what the guest prints,
 // and exits with the guest's status. The VM never outlives it.
 //
-//	go run ./hack/vm [--timeout 40m] [--run TestRegexp] [--keep]
+//	go run ./hack/vm [--timeout 25m] [--run TestRegexp] [--keep]
+//
+// The guest writes a heartbeat to its serial console every 30 s. When neither the
+// console nor the test output moves for stallAfter, the guest (or qemu under it) has
+// stopped: the VM is killed and booted once more, saying so; a second stall fails.
 //
 // The binaries it shares must exist: make build, and go test -c -o bin/node.test
 // ./test/node (make test-node does both).
@@ -33,7 +37,7 @@ import (
 func main() {
 	prefix := envOr("KEELSON_PREFIX", "/opt/keelson")
 	vmDir := flag.String("dir", filepath.Join(prefix, "vm"), "image cache and run directories")
-	timeout := flag.Duration("timeout", 40*time.Minute, "the whole guest run, boot included")
+	timeout := flag.Duration("timeout", 25*time.Minute, "the whole guest run, boot included")
 	run := flag.String("run", "", "only node tests matching this regexp (go test -run)")
 	keep := flag.Bool("keep", false, "keep the run directory (console log, output)")
 	mem := flag.String("mem", "4G", "guest memory")
@@ -67,8 +71,11 @@ func vm(ctx context.Context, c config) (int, error) {
 		return 1, err
 	}
 	img, err := buildImage(ctx, repo, c.dir)
-	if err != nil || c.imageOnly {
+	if err != nil {
 		return 1, err
+	}
+	if c.imageOnly {
+		return 0, nil
 	}
 	for _, f := range []string{"bin/keelson", "bin/keelson-logger", "bin/node.test"} {
 		if _, err := os.Stat(filepath.Join(repo, f)); err != nil {
@@ -95,7 +102,9 @@ func vm(ctx context.Context, c config) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	args := "-test.timeout " + strconv.Itoa(int(c.timeout.Minutes())) + "m"
+	// The tests time out well before qemu is killed, so Go's goroutine dump and the
+	// guest's diagnostics (guest.sh) reach the output.
+	args := "-test.timeout " + max(c.timeout-5*time.Minute, 5*time.Minute).String()
 	if c.run != "" {
 		args += " -test.run " + c.run
 	}
@@ -106,8 +115,23 @@ func vm(ctx context.Context, c config) (int, error) {
 	if err := os.WriteFile(filepath.Join(runDir, "env"), []byte(env), 0o644); err != nil {
 		return 1, err
 	}
-	return boot(ctx, c, img, repo, runDir)
+	for attempt := 1; ; attempt++ {
+		rc, err := boot(ctx, c, img, repo, runDir)
+		if !errors.Is(err, errStalled) || attempt == 2 {
+			return rc, err
+		}
+		fmt.Fprintf(os.Stderr, "vm: %v; booting it once more\n", err)
+		for _, f := range []string{"out.log", "console.log", "qemu.log", "rc"} {
+			_ = os.Remove(filepath.Join(runDir, f))
+		}
+	}
 }
+
+// stallAfter is how long the guest may stay silent (its console heartbeat is every
+// 30 s) before it counts as stopped.
+const stallAfter = 5 * time.Minute
+
+var errStalled = errors.New("the guest stopped")
 
 // buildImage runs image.sh, which prints the image directory last.
 func buildImage(ctx context.Context, repo, dir string) (string, error) {
@@ -191,6 +215,8 @@ func boot(ctx context.Context, c config, img, repo, runDir string) (int, error) 
 	}
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	var stalled bool
+	lastSize, lastMove := int64(-1), time.Now()
 wait:
 	for {
 		select {
@@ -198,6 +224,12 @@ wait:
 			break wait
 		case <-tick.C:
 			stream()
+			if n := size(out) + size(filepath.Join(runDir, "console.log")); n != lastSize {
+				lastSize, lastMove = n, time.Now()
+			} else if time.Since(lastMove) > stallAfter && !stalled {
+				stalled = true
+				_ = cmd.Process.Kill()
+			}
 		}
 	}
 	stream()
@@ -212,6 +244,9 @@ wait:
 		}
 		console, _ := os.ReadFile(filepath.Join(runDir, "console.log"))
 		fmt.Fprintf(os.Stderr, "vm: the guest left no exit status (qemu: %v); console tail:\n%s\n", qerr, tail(string(console), 40))
+		if stalled {
+			return 125, fmt.Errorf("%w: no console heartbeat nor test output for %s", errStalled, stallAfter)
+		}
 		return 125, nil
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(string(rc)))
@@ -219,6 +254,13 @@ wait:
 		return 1, fmt.Errorf("guest exit status %q", rc)
 	}
 	return n, nil
+}
+
+func size(path string) int64 {
+	if fi, err := os.Stat(path); err == nil {
+		return fi.Size()
+	}
+	return 0
 }
 
 func tail(s string, n int) string {
