@@ -29,6 +29,8 @@ type Config struct {
 	LogLevel int    `toml:"log_level" comment:"klog verbosity: 0 start-up and errors, 2 every mutating call, 4 every call, 6 full requests (credentials and environment values redacted). Reloaded on SIGHUP."`
 	// GCInterval is how often the background collection runs.
 	GCInterval Duration `toml:"gc_interval" comment:"How often keelson collects what no pod owns: CNI attachments of sandboxes that are gone (CNI DEL, then the CNI GC verb with the valid attachments) and containerd shims that serve no task. Also done at start."`
+	// StatsInterval is how often every task's stats are sampled in the background.
+	StatsInterval Duration `toml:"stats_interval" comment:"How often keelson samples every container's and pod's CPU, memory, processes and network (kubelet asks every 10s). A stats call also samples on demand what is more than a second old, so crictl stats shows current CPU use; writable layers are measured every six intervals."`
 
 	GRPC       GRPC       `toml:"grpc" comment:"The CRI gRPC endpoint kubelet and crictl talk to."`
 	Containerd Containerd `toml:"containerd" comment:"The containerd keelson drives."`
@@ -108,10 +110,11 @@ type Streaming struct {
 // Default returns the configuration used for every key the file does not set.
 func Default() Config {
 	return Config{
-		RootDir:    "/var/lib/keelson",
-		StateDir:   "/run/keelson",
-		LogLevel:   0,
-		GCInterval: Duration(10 * time.Minute),
+		RootDir:       "/var/lib/keelson",
+		StateDir:      "/run/keelson",
+		LogLevel:      0,
+		GCInterval:    Duration(10 * time.Minute),
+		StatsInterval: Duration(10 * time.Second),
 		GRPC: GRPC{
 			Socket:              "/run/keelson/keelson.sock",
 			MaxRecvMessageBytes: 16 << 20,
@@ -217,6 +220,9 @@ func (c *Config) Validate() error {
 	abs("grpc.socket", c.GRPC.Socket)
 	if c.GCInterval <= 0 {
 		bad("gc_interval must be positive")
+	}
+	if c.StatsInterval < Duration(time.Second) {
+		bad("stats_interval must be at least 1s, got %s", c.StatsInterval.D())
 	}
 	if c.LogLevel < 0 || c.LogLevel > 10 {
 		bad("log_level must be between 0 and 10, got %d", c.LogLevel)

@@ -8,8 +8,8 @@ import (
 	"github.com/keelson/keelson/pkg/container"
 )
 
-// ContainerStats answers from the stats cache; a running container not sampled yet
-// gets one on-demand sample of its task.
+// ContainerStats answers from the stats cache; a running container's task is sampled
+// first when its sample is older than stats.FreshAge.
 func (s *Server) ContainerStats(ctx context.Context, r *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
 	st, err := s.stats()
 	if err != nil {

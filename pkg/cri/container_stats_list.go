@@ -8,14 +8,16 @@ import (
 	"github.com/keelson/keelson/pkg/stats"
 )
 
-// ListContainerStats answers from the stats cache for every container that passes the
-// filter (ID prefix, pod sandbox ID prefix, labels). Containers whose task does not
-// run report their writable layer only.
+// ListContainerStats answers for every container that passes the filter (ID
+// prefix, pod sandbox ID prefix, labels), from the stats cache, sampled again first
+// when older than stats.FreshAge. Containers whose task does not run report their
+// writable layer only.
 func (s *Server) ListContainerStats(ctx context.Context, r *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
 	st, err := s.stats()
 	if err != nil {
 		return nil, err
 	}
+	st.Ensure(ctx)
 	f := r.GetFilter()
 	filter := stats.Filter{ID: f.GetId(), SandboxID: f.GetPodSandboxId(), Labels: f.GetLabelSelector()}
 	all := s.Containers.List()

@@ -8,8 +8,8 @@ import (
 	"github.com/keelson/keelson/pkg/sandbox"
 )
 
-// PodSandboxStats answers from the stats cache; a ready pod not sampled yet gets one
-// on-demand sample of its tasks. A pod that is not ready reports its containers only.
+// PodSandboxStats answers from the stats cache; a ready pod's tasks are sampled first
+// when older than stats.FreshAge. A pod that is not ready reports its containers only.
 func (s *Server) PodSandboxStats(ctx context.Context, r *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
 	st, err := s.stats()
 	if err != nil {

@@ -9,13 +9,15 @@ import (
 	"github.com/keelson/keelson/pkg/stats"
 )
 
-// ListPodSandboxStats answers from the stats cache for every ready pod that passes the
-// filter (ID prefix, labels), with its containers' stats.
+// ListPodSandboxStats answers for every ready pod that passes the filter (ID prefix,
+// labels), with its containers' stats, from the stats cache, sampled again first when
+// older than stats.FreshAge.
 func (s *Server) ListPodSandboxStats(ctx context.Context, r *runtimeapi.ListPodSandboxStatsRequest) (*runtimeapi.ListPodSandboxStatsResponse, error) {
 	st, err := s.stats()
 	if err != nil {
 		return nil, err
 	}
+	st.Ensure(ctx)
 	f := r.GetFilter()
 	filter := stats.Filter{ID: f.GetId(), Labels: f.GetLabelSelector()}
 	var pods []*sandbox.Sandbox

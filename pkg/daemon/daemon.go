@@ -201,7 +201,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	conn.ReapOrphanShims(ctx, 0)
 	conn.RemoveLeftovers(ctx, cfg.Containerd.Snapshotter)
 	go every(bg, cfg.GCInterval.D(), d.collect)
-	d.stats = stats.New(conn.Client, stats.Options{Snapshotter: cfg.Containerd.Snapshotter},
+	d.stats = stats.New(conn.Client, stats.Options{Snapshotter: cfg.Containerd.Snapshotter, Interval: cfg.StatsInterval.D()},
 		stats.Sources{Containers: d.containers.List, Sandboxes: d.sandboxes.List})
 	d.stats.Start(bg)
 

@@ -24,8 +24,11 @@ import (
 const (
 	DefaultInterval   = 10 * time.Second
 	DefaultFsInterval = 60 * time.Second
-	// EnvInterval, when set (a Go duration), replaces DefaultInterval; tests use it.
-	EnvInterval = "KEELSON_STATS_INTERVAL"
+	// FreshAge is how old a cached sample may be when a stats call asks for it; an
+	// older one is sampled again first. crictl stats takes two samples a second apart
+	// and divides the CPU time used by the time between them; usage_nano_cores is a
+	// rate over at least this window.
+	FreshAge = time.Second
 )
 
 const (
@@ -38,7 +41,7 @@ const (
 
 // Options configure the collector; zero values take the defaults.
 type Options struct {
-	// Interval between samples of all tasks. Zero: $KEELSON_STATS_INTERVAL, else 10s.
+	// Interval between background samples of all tasks. Zero: DefaultInterval.
 	Interval time.Duration
 	// FsInterval between measurements of a writable layer. Zero: six Intervals.
 	FsInterval time.Duration
@@ -74,7 +77,7 @@ type Collector struct {
 	fsRoot   func(ctx context.Context) string
 	procRoot string
 
-	sampleMu sync.Mutex // one task sample at a time
+	sampleMu sync.Mutex // one task sample at a time; callers that wait share its result
 	fsMu     sync.Mutex // one round of writable-layer measurements at a time
 
 	mu         sync.RWMutex
@@ -83,16 +86,19 @@ type Collector struct {
 	fs         map[string]Filesystem
 	pods       map[string]*podEntry
 	tried      map[string]time.Time // last on-demand sample per ID
+	sampledAt  time.Time            // start of the last sample of every task
 }
 
 type taskEntry struct {
 	sandboxID string
+	at        time.Time // when last sampled
 	last      taskSample
 	cpuRate   rate
 	missed    int
 }
 
 type podEntry struct {
+	at      time.Time // when its tasks were last summed
 	stats   PodStats
 	cpuRate rate
 	// retired holds the cumulative counters of the pod's tasks that are gone, so the
@@ -152,9 +158,6 @@ func New(client *containerd.Client, opts Options, src Sources) *Collector {
 func newCollector(opts Options) *Collector {
 	if opts.Interval <= 0 {
 		opts.Interval = DefaultInterval
-		if d, err := time.ParseDuration(os.Getenv(EnvInterval)); err == nil && d > 0 {
-			opts.Interval = d
-		}
 	}
 	if opts.FsInterval <= 0 {
 		opts.FsInterval = DefaultFsInterval
@@ -202,7 +205,9 @@ func (c *Collector) Start(ctx context.Context) {
 		t := time.NewTicker(c.opts.Interval)
 		defer t.Stop()
 		for {
-			in := c.sampleTasks(ctx, nil)
+			c.sampleMu.Lock()
+			in := c.sampleTasks(ctx, nil, time.Now())
+			c.sampleMu.Unlock()
 			go c.measureLayers(ctx, in, true, false)
 			select {
 			case <-ctx.Done():
@@ -247,45 +252,80 @@ func (c *Collector) Pod(id string) (PodStats, bool) {
 	return p.stats.clone(), true
 }
 
-// Ensure samples, in one containerd call, those of the given containers and pods
-// that were never sampled (a pod with its containers). Each ID is tried at most once
-// per Interval, so asking again for a task that does not run costs nothing.
+// Ensure makes the cached samples of the given containers and pods (a pod with its
+// containers; no IDs: everything) at most FreshAge old. What is older is sampled in
+// one containerd call; callers arriving while it runs wait and share it. An ID whose
+// task gives no sample (it does not run) is tried once per FreshAge.
 func (c *Collector) Ensure(ctx context.Context, ids ...string) {
-	need := map[string]bool{}
-	now := time.Now()
+	asked := time.Now()
+	c.sampleMu.Lock()
+	scope, stale := c.stale(asked, ids)
+	var in []target
+	if stale {
+		in = c.sampleTasks(ctx, scope, time.Now())
+	}
+	c.sampleMu.Unlock()
+	if len(in) > 0 {
+		c.measureLayers(ctx, in, false, false) // the layers never measured yet
+	}
+}
+
+// stale says whether a sample is needed for ids asked at asked, and of what (nil:
+// everything). The caller holds sampleMu.
+func (c *Collector) stale(asked time.Time, ids []string) (map[string]bool, bool) {
+	if len(ids) == 0 {
+		var running []string
+		for _, t := range c.list() {
+			if t.running {
+				running = append(running, t.id)
+			}
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if asked.Sub(c.sampledAt) >= FreshAge {
+			return nil, true
+		}
+		// Fresh, but what started since has no sample yet.
+		return nil, len(c.unsampled(asked, running)) > 0
+	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	need := c.unsampled(asked, ids)
+	return need, len(need) > 0
+}
+
+// unsampled returns those of ids whose sample is older than FreshAge (or that have
+// none and were not tried within it), and marks them tried. The caller holds mu.
+func (c *Collector) unsampled(asked time.Time, ids []string) map[string]bool {
+	need := map[string]bool{}
 	for _, id := range ids {
-		if _, ok := c.tasks[id]; ok {
+		last, known := c.tried[id] // a task that gave no sample
+		if e, ok := c.tasks[id]; ok {
+			last, known = e.at, true
+		} else if p, ok := c.pods[id]; ok && p.stats.CPU != nil {
+			last, known = p.at, true
+		}
+		if known && asked.Sub(last) < FreshAge {
 			continue
 		}
-		if p, ok := c.pods[id]; ok && p.stats.CPU != nil {
-			continue
-		}
-		if t, ok := c.tried[id]; ok && now.Sub(t) < c.opts.Interval {
-			continue
-		}
-		c.tried[id] = now
+		c.tried[id] = asked
 		need[id] = true
 	}
-	c.mu.Unlock()
-	if len(need) > 0 {
-		in := c.sampleTasks(ctx, need)
-		c.measureLayers(ctx, in, false, false)
-	}
+	return need
 }
 
 // sample takes one sample of the targets in scope (nil: all of them, and forget
 // what no longer exists), then measures the writable layers that are due.
 func (c *Collector) sample(ctx context.Context, scope map[string]bool) {
-	in := c.sampleTasks(ctx, scope)
+	c.sampleMu.Lock()
+	in := c.sampleTasks(ctx, scope, time.Now())
+	c.sampleMu.Unlock()
 	c.measureLayers(ctx, in, scope == nil, true)
 }
 
-// sampleTasks samples the tasks and pod networks in scope and returns the targets
-// it covered.
-func (c *Collector) sampleTasks(ctx context.Context, scope map[string]bool) []target {
-	c.sampleMu.Lock()
-	defer c.sampleMu.Unlock()
+// sampleTasks samples the tasks and pod networks in scope, as of start, and returns
+// the targets it covered. The caller holds sampleMu.
+func (c *Collector) sampleTasks(ctx context.Context, scope map[string]bool, start time.Time) []target {
 	full := scope == nil
 	all := c.list()
 	var in []target
@@ -344,9 +384,10 @@ func (c *Collector) sampleTasks(ctx context.Context, scope map[string]bool) []ta
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.updateTasks(in, samples, fetched)
-	c.updatePods(in, nets, now)
+	c.updateTasks(in, samples, fetched, start)
+	c.updatePods(in, nets, now, start)
 	if full {
+		c.sampledAt = start
 		c.forget(all)
 	}
 	return in
@@ -403,8 +444,7 @@ func (c *Collector) measureLayers(ctx context.Context, in []target, full, wait b
 }
 
 // updateTasks stores new samples and drops tasks that are gone.
-func (c *Collector) updateTasks(in []target, samples map[string]taskSample, fetched bool) {
-	minWindow := c.opts.Interval / 2
+func (c *Collector) updateTasks(in []target, samples map[string]taskSample, fetched bool, start time.Time) {
 	for _, t := range in {
 		e := c.tasks[t.id]
 		if s, ok := samples[t.id]; ok {
@@ -412,9 +452,9 @@ func (c *Collector) updateTasks(in []target, samples map[string]taskSample, fetc
 				e = &taskEntry{sandboxID: t.sandboxID}
 				c.tasks[t.id] = e
 			}
-			e.missed = 0
+			e.missed, e.at = 0, start
 			if s.cpu != nil {
-				e.cpuRate.update(s.cpu.UsageCoreNanoSeconds, s.cpu.Timestamp, minWindow)
+				e.cpuRate.update(s.cpu.UsageCoreNanoSeconds, s.cpu.Timestamp, FreshAge)
 				s.cpu.UsageNanoCores, s.cpu.RateKnown = e.cpuRate.value, e.cpuRate.known
 			}
 			e.last = s
@@ -444,7 +484,7 @@ func (c *Collector) dropTask(id string) {
 }
 
 // updatePods sums each ready pod's tasks and stores its network counters.
-func (c *Collector) updatePods(in []target, nets map[string]*Network, now time.Time) {
+func (c *Collector) updatePods(in []target, nets map[string]*Network, now, start time.Time) {
 	var pods []target
 	for _, t := range in {
 		if t.pod {
@@ -458,7 +498,6 @@ func (c *Collector) updatePods(in []target, nets map[string]*Network, now time.T
 	for id, e := range c.tasks {
 		bySandbox[e.sandboxID] = append(bySandbox[e.sandboxID], id)
 	}
-	minWindow := c.opts.Interval / 2
 	for _, t := range pods {
 		p := c.pods[t.id]
 		if p == nil {
@@ -494,10 +533,10 @@ func (c *Collector) updatePods(in []target, nets map[string]*Network, now time.T
 				proc.Count += s.proc.Count
 			}
 		}
-		p.members = members
+		p.members, p.at = members, start
 		st := PodStats{ID: t.id, Memory: mem, Process: proc, Network: nets[t.id]}
 		if sampled {
-			p.cpuRate.update(sum.cpu, now, minWindow)
+			p.cpuRate.update(sum.cpu, now, FreshAge)
 			st.CPU = &CPU{
 				Timestamp: now, UsageCoreNanoSeconds: sum.cpu, UserNanoSeconds: sum.user, SystemNanoSeconds: sum.system,
 				UsageNanoCores: p.cpuRate.value, RateKnown: p.cpuRate.known,
@@ -550,7 +589,7 @@ func (c *Collector) forget(all []target) {
 		}
 	}
 	for id, at := range c.tried {
-		if !exists[id] || time.Since(at) > c.opts.Interval {
+		if !exists[id] || time.Since(at) > FreshAge {
 			delete(c.tried, id)
 		}
 	}

@@ -332,7 +332,7 @@ func TestCollectorSamplesPodsAndContainers(t *testing.T) {
 	}
 }
 
-func TestEnsureSamplesOnlyWhatIsMissing(t *testing.T) {
+func TestEnsureSamplesWhatIsStale(t *testing.T) {
 	c := newCollector(Options{Interval: time.Hour})
 	f := &fakeEdges{
 		targets: []target{
@@ -357,7 +357,7 @@ func TestEnsureSamplesOnlyWhatIsMissing(t *testing.T) {
 	if _, ok := c.Container("b"); ok {
 		t.Errorf("b was sampled too")
 	}
-	c.Ensure(ctx, "a") // sampled: no call
+	c.Ensure(ctx, "a") // fresh: no call
 	c.Ensure(ctx, "pod")
 	if len(f.fetches) != 2 || len(f.fetches[1]) != 3 {
 		t.Fatalf("fetches = %v, want a second one for the pod and its containers", f.fetches)
@@ -365,24 +365,100 @@ func TestEnsureSamplesOnlyWhatIsMissing(t *testing.T) {
 	if p, ok := c.Pod("pod"); !ok || p.CPU.UsageCoreNanoSeconds != 6 {
 		t.Errorf("pod after Ensure: %+v", p.CPU)
 	}
-	// A task that does not answer is asked for once per interval only.
+	// A sample older than FreshAge is taken again.
+	c.mu.Lock()
+	c.tasks["a"].at = time.Now().Add(-FreshAge)
+	c.mu.Unlock()
+	c.Ensure(ctx, "a")
+	if len(f.fetches) != 3 {
+		t.Fatalf("fetches = %v, want a third one for a stale a", f.fetches)
+	}
+	// A task that does not answer is asked for once per FreshAge only.
 	f.mu.Lock()
 	delete(f.cpu, "other")
 	f.mu.Unlock()
 	c.Ensure(ctx, "other")
 	c.Ensure(ctx, "other")
-	if len(f.fetches) != 3 {
+	if len(f.fetches) != 4 {
 		t.Errorf("fetches = %v, want one try for other", f.fetches)
+	}
+	// No IDs: everything, once per FreshAge.
+	c.Ensure(ctx)
+	c.Ensure(ctx)
+	if len(f.fetches) != 5 || len(f.fetches[4]) != 0 {
+		t.Errorf("fetches = %v, want one unfiltered", f.fetches)
+	}
+	// ... unless a container started since: it is sampled at once.
+	f.mu.Lock()
+	f.targets = append(f.targets, target{id: "new", sandboxID: "pod", running: true})
+	f.cpu["new"] = 7
+	f.mu.Unlock()
+	c.Ensure(ctx)
+	if s, ok := c.Container("new"); len(f.fetches) != 6 || !ok || s.CPU == nil {
+		t.Errorf("fetches = %v, new: %+v", f.fetches, s)
 	}
 }
 
-func TestIntervalFromEnvironment(t *testing.T) {
-	t.Setenv(EnvInterval, "2s")
-	c := newCollector(Options{})
+// crictl stats divides the CPU time used between two calls a second apart by the
+// time between their samples: the second call must not answer from the first's.
+func TestEnsureGivesCrictlTwoSamples(t *testing.T) {
+	c := newCollector(Options{Interval: time.Hour})
+	f := &fakeEdges{
+		targets: []target{{id: "pod", sandboxID: "pod", pod: true, running: true}, {id: "busy", sandboxID: "pod", running: true}},
+		cpu:     map[string]uint64{"pod": 1, "busy": 5e9},
+		at:      time.Now(),
+		layer:   map[string]int64{},
+	}
+	f.install(t, c)
+	ctx := context.Background()
+	c.Ensure(ctx)
+	first, _ := c.Container("busy")
+	f.mu.Lock()
+	f.cpu["busy"] += 1e9 // one core for a second
+	f.at = f.at.Add(time.Second)
+	f.mu.Unlock()
+	c.mu.Lock()
+	c.sampledAt = c.sampledAt.Add(-FreshAge) // a second went by
+	c.mu.Unlock()
+	c.Ensure(ctx)
+	second, _ := c.Container("busy")
+	if !second.CPU.Timestamp.After(first.CPU.Timestamp) || second.CPU.UsageCoreNanoSeconds-first.CPU.UsageCoreNanoSeconds != 1e9 {
+		t.Fatalf("samples %+v then %+v", first.CPU, second.CPU)
+	}
+	if !second.CPU.RateKnown || second.CPU.UsageNanoCores != 1e9 {
+		t.Errorf("usage_nano_cores %d (known %v), want 1e9", second.CPU.UsageNanoCores, second.CPU.RateKnown)
+	}
+}
+
+// Callers that come while a sample runs wait for it and share it.
+func TestEnsureSharesOneSample(t *testing.T) {
+	c := newCollector(Options{Interval: time.Hour})
+	f := &fakeEdges{targets: []target{{id: "a", sandboxID: "p", running: true}}, cpu: map[string]uint64{"a": 1}, at: time.Now(), layer: map[string]int64{}}
+	f.install(t, c)
+	release := make(chan struct{})
+	fetch := c.fetch
+	c.fetch = func(ctx context.Context, filters []string) ([]*types.Metric, error) {
+		<-release
+		return fetch(ctx, filters)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Ensure(context.Background()) }()
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if len(f.fetches) != 1 {
+		t.Errorf("%d fetches for 5 concurrent callers, want 1", len(f.fetches))
+	}
+}
+
+func TestDefaultIntervals(t *testing.T) {
+	c := newCollector(Options{Interval: 2 * time.Second})
 	if c.opts.Interval != 2*time.Second || c.opts.FsInterval != 12*time.Second {
 		t.Errorf("intervals = %s %s", c.opts.Interval, c.opts.FsInterval)
 	}
-	t.Setenv(EnvInterval, "")
 	c = newCollector(Options{})
 	if c.opts.Interval != DefaultInterval || c.opts.FsInterval != DefaultFsInterval {
 		t.Errorf("default intervals = %s %s", c.opts.Interval, c.opts.FsInterval)

@@ -86,6 +86,8 @@ type Options struct {
 	// CNIConfig is written into the instance's own CNI conf dir unless NoCNIConfig.
 	// Default: the deploy conflist with the bridge renamed to Bridge and its own subnet.
 	NoCNIConfig bool
+	// StatsInterval is the config's stats_interval; zero: the default.
+	StatsInterval time.Duration
 	// ExtraConfig is appended to the generated config.toml.
 	ExtraConfig string
 	// Registry, when set, is made the mirror of every registry host tests use
@@ -219,9 +221,14 @@ func Prepare(t testing.TB, opts Options) *Keelson {
 	if binary == "" {
 		binary = Prefix + "/bin/containerd"
 	}
+	statsInterval := opts.StatsInterval
+	if statsInterval == 0 {
+		statsInterval = 10 * time.Second
+	}
 	cfg := fmt.Sprintf(`root_dir = %q
 state_dir = %q
 log_level = 4
+stats_interval = %q
 
 [grpc]
   socket = %q
@@ -241,7 +248,7 @@ log_level = 4
   pull_progress_timeout = %q
   auth_file = %q
   sandbox_image = %q
-`, k.RootDir, k.StateDir, k.Socket, opts.ContainerdAddress, binary, k.CNIDir, binDirs,
+`, k.RootDir, k.StateDir, statsInterval.String(), k.Socket, opts.ContainerdAddress, binary, k.CNIDir, binDirs,
 		k.CertsDir, progressTimeout, opts.AuthFile, sandboxImage)
 	if err := os.WriteFile(k.Config, []byte(cfg+opts.ExtraConfig), 0o644); err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/keelson/keelson/pkg/stats"
 	"github.com/keelson/keelson/test/harness"
 	"github.com/keelson/keelson/test/images"
 )
@@ -21,8 +20,7 @@ import (
 func statsTestKeelson(t *testing.T, bin string) *harness.Keelson {
 	t.Helper()
 	harness.RequireRoot(t)
-	t.Setenv(stats.EnvInterval, "1s")
-	k := startWithRegistry(t, reg, func(o *harness.Options) { o.ContainerdBinary = bin })
+	k := startWithRegistry(t, reg, func(o *harness.Options) { o.ContainerdBinary = bin; o.StatsInterval = time.Second })
 	mustPull(t, k, images.Busybox)
 	return k
 }
@@ -288,7 +286,7 @@ func checkMetrics(t *testing.T, k *harness.Keelson, podID, burn string) {
 
 // TestStatsOnDemand: with the default 10s interval, a container started after a
 // sample gets its stats at once, from one on-demand sample of its task (filtered by
-// ID, with both containerds).
+// ID, with both containerds), and two stats calls a second apart get two samples.
 func TestStatsOnDemand(t *testing.T) {
 	for name, bin := range containerdBinaries(t) {
 		t.Run(name, func(t *testing.T) { statsOnDemand(t, bin) })
@@ -308,6 +306,35 @@ func statsOnDemand(t *testing.T, bin string) {
 	resp, err := k.Runtime.PodSandboxStats(harness.Ctx(t), &runtimeapi.PodSandboxStatsRequest{PodSandboxId: p.id})
 	if err != nil || resp.GetStats().GetLinux().GetCpu() == nil || len(resp.GetStats().GetLinux().GetContainers()) != 1 {
 		t.Errorf("PodSandboxStats right after start: %v %v", resp, err)
+	}
+	// What crictl stats and statsp do: two lists a second apart, CPU % from the
+	// difference. A container spinning a core shows it, and usage_nano_cores too.
+	busy := p.run(t, ctrConfig("busy", images.Busybox, "sh", "-c", "while :; do :; done"))
+	list := func() (*runtimeapi.ContainerStats, *runtimeapi.PodSandboxStats) {
+		cs := listCtrStats(t, k, &runtimeapi.ContainerStatsFilter{Id: busy})[busy]
+		ps, err := k.Runtime.ListPodSandboxStats(harness.Ctx(t), &runtimeapi.ListPodSandboxStatsRequest{})
+		if err != nil || len(ps.GetStats()) != 1 {
+			t.Fatalf("ListPodSandboxStats: %v %v", ps, err)
+		}
+		return cs, ps.Stats[0]
+	}
+	percent := func(a, b *runtimeapi.CpuUsage) float64 {
+		if b.GetTimestamp() <= a.GetTimestamp() {
+			t.Fatalf("cpu stat is not updated during sample: %v then %v", a, b)
+		}
+		return float64(b.GetUsageCoreNanoSeconds().GetValue()-a.GetUsageCoreNanoSeconds().GetValue()) / float64(b.GetTimestamp()-a.GetTimestamp()) * 100
+	}
+	c1, p1 := list()
+	time.Sleep(time.Second)
+	c2, p2 := list()
+	if pc := percent(c1.GetCpu(), c2.GetCpu()); pc < 20 {
+		t.Errorf("crictl stats would show %.1f%% CPU for a busy container", pc)
+	}
+	if pc := percent(p1.GetLinux().GetCpu(), p2.GetLinux().GetCpu()); pc < 20 {
+		t.Errorf("crictl statsp would show %.1f%% CPU for a pod with a busy container", pc)
+	}
+	if c2.GetCpu().GetUsageNanoCores().GetValue() < 2e8 || p2.GetLinux().GetCpu().GetUsageNanoCores().GetValue() < 2e8 {
+		t.Errorf("usage_nano_cores: container %v, pod %v", c2.GetCpu().GetUsageNanoCores(), p2.GetLinux().GetCpu().GetUsageNanoCores())
 	}
 	stopAndRemovePod(t, k, p.id)
 	k.CheckNoLeaks(t)
