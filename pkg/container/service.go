@@ -211,7 +211,7 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 	image := containerd.NewImageWithPlatform(s.client, images.Image{Name: img.ID, Target: img.Target}, platforms.Default())
 	cc, err := s.client.NewContainer(ctx, id,
 		containerd.WithSnapshotter(s.opts.Snapshotter),
-		containerd.WithNewSnapshot(id, image),
+		containerd.WithNewSnapshot(id, image, oci.SnapshotOpts(sb.UserNS())...),
 		containerd.WithRuntime(handler.RuntimeType, s.runtimeOptions(handler)),
 		containerd.WithSpec(spec),
 		containerd.WithContainerLabels(map[string]string{LabelKind: KindContainer, LabelSandbox: sb.ID}),
@@ -318,6 +318,7 @@ func (s *Service) sandboxFacts(sb *sandbox.Sandbox) oci.SandboxFacts {
 		InfraLess:    sb.InfraLess,
 		IPCNSPath:    sb.IPCNSPath,
 		UTSNSPath:    sb.UTSNSPath,
+		UserNS:       sb.UserNS(),
 		CgroupParent: sb.Config.GetLinux().GetCgroupParent(),
 	}
 	if _, err := os.Stat(filepath.Join(sb.Dir, sandbox.ResolvConfFile)); err == nil {

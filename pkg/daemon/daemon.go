@@ -60,6 +60,7 @@ type Daemon struct {
 	cancel     context.CancelFunc
 	events     *events.Broadcaster
 	features   map[string]runtime.HandlerFeatures // by runtime handler
+	userns     map[string]error                   // by runtime handler: nil when pods may have their own user namespace
 	// cgroupDriver is the driver in use (runtime.cgroup_driver resolved).
 	cgroupDriver string
 }
@@ -155,6 +156,12 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		CPUs:         validate.ReadCPUSet("/sys/devices/system/cpu/online"),
 		Mems:         validate.ReadCPUSet("/sys/devices/system/node/online"),
 	}
+	d.features = probeHandlers(cfg)
+	supervisedState := ""
+	if cfg.Containerd.Address == "" {
+		supervisedState = cfg.StateDir
+	}
+	d.userns = userNamespaceSupport(ctx, conn, cfg.Containerd.Snapshotter, supervisedState, d.features)
 	d.sandboxes = sandbox.New(conn, d.images, d.network, sandbox.Options{
 		RootDir:        cfg.RootDir,
 		StateDir:       cfg.StateDir,
@@ -164,6 +171,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		Events:         d.events,
 		PauseContainer: cfg.Runtime.PauseContainer,
 		Host:           host,
+		UserNamespaces: d.userns,
 	})
 	d.sandboxes.Watch(bg)
 	if err := d.sandboxes.Load(ctx); err != nil {
@@ -174,7 +182,6 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	if err != nil {
 		return d, err
 	}
-	d.features = probeHandlers(cfg)
 	rro := map[string]bool{}
 	for name, f := range d.features {
 		rro[name] = f.RecursiveReadOnlyMounts
@@ -286,7 +293,7 @@ func (d *Daemon) serve() error {
 		return 0
 	})
 	for _, n := range names {
-		srv.Handlers = append(srv.Handlers, cri.Handler{Name: n, RecursiveReadOnlyMounts: d.features[n].RecursiveReadOnlyMounts})
+		srv.Handlers = append(srv.Handlers, cri.Handler{Name: n, RecursiveReadOnlyMounts: d.features[n].RecursiveReadOnlyMounts, UserNamespaces: supported(d.userns, n)})
 	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.GRPC.MaxRecvMessageBytes),

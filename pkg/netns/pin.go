@@ -80,6 +80,12 @@ func Pin(paths map[int]string, inside func() error) (retErr error) {
 // DoIn runs fn on a thread inside the namespace of type nstype pinned at path, and
 // moves the thread back afterwards (or lets Go discard it).
 func DoIn(path string, nstype int, fn func() error) error {
+	return doIn(path, nstype, func() (bool, error) { return false, fn() })
+}
+
+// doIn is DoIn for an fn that may leave the thread unfit for other code (tainted):
+// the thread then stays locked, and Go discards it.
+func doIn(path string, nstype int, fn func() (tainted bool, err error)) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -102,13 +108,30 @@ func DoIn(path string, nstype int, fn func() error) error {
 			errc <- fmt.Errorf("entering namespace %s: %w", path, err)
 			return
 		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), nstype); err == nil {
+		tainted, ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), nstype); err == nil && !tainted {
 			runtime.UnlockOSThread()
 		}
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// DoInAs is DoIn with the thread's effective uid set to euid while fn runs: a pod
+// user namespace's IPC sysctls are writable by that namespace's root only (as the
+// node sees it), not by the node's root.
+func DoInAs(path string, nstype, euid int, fn func() error) error {
+	return doIn(path, nstype, func() (bool, error) {
+		// Raw: syscall.Setresuid would change every thread of the process.
+		if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, ^uintptr(0), uintptr(euid), ^uintptr(0)); errno != 0 {
+			return true, fmt.Errorf("setting the effective uid to %d: %w", euid, errno)
+		}
+		err := fn()
+		// Back to root (which brings the effective capabilities back); a thread that
+		// cannot is discarded.
+		_, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, ^uintptr(0), 0, ^uintptr(0))
+		return errno != 0, err
+	})
 }
 
 func nsName(t int) string {
@@ -121,6 +144,8 @@ func nsName(t int) string {
 		return "uts"
 	case unix.CLONE_NEWPID:
 		return "pid"
+	case unix.CLONE_NEWUSER:
+		return "user"
 	}
 	return "mnt"
 }

@@ -58,13 +58,14 @@ type SandboxFacts struct {
 	NetNSPath                     string
 	HostNetwork, HostIPC, HostPID bool
 	Hostname                      string
-	HostnamePath                  string // bound at /etc/hostname unless ""
-	HostsPath                     string // bound at /etc/hosts unless "" or the container mounts it
-	ResolvConfPath                string // bound at /etc/resolv.conf, same rule
-	ShmPath                       string // the pod's /dev/shm; "" with host IPC (the host's is bound)
-	InfraLess                     bool   // the pod has no pause process (and shares no PID namespace)
-	IPCNSPath                     string // pinned IPC namespace of an infra-less pod
-	UTSNSPath                     string // pinned UTS namespace of an infra-less pod
+	HostnamePath                  string  // bound at /etc/hostname unless ""
+	HostsPath                     string  // bound at /etc/hosts unless "" or the container mounts it
+	ResolvConfPath                string  // bound at /etc/resolv.conf, same rule
+	ShmPath                       string  // the pod's /dev/shm; "" with host IPC (the host's is bound)
+	InfraLess                     bool    // the pod has no pause process (and shares no PID namespace)
+	IPCNSPath                     string  // pinned IPC namespace of an infra-less pod
+	UTSNSPath                     string  // pinned UTS namespace of an infra-less pod
+	UserNS                        *UserNS // the pod's own user namespace; nil: the node's
 	CgroupParent                  string
 }
 
@@ -280,7 +281,13 @@ func containerEnv(cfg *runtimeapi.ContainerConfig, img ocispec.ImageConfig, sb S
 // host's, when the pod uses them) and picks the PID namespace the container asks for.
 // A private cgroup namespace hides the host's cgroup tree on cgroup v2.
 func containerNamespaces(ns *runtimeapi.NamespaceOption, sb SandboxFacts, targetPID uint32, privileged bool) ([]oci.SpecOpts, error) {
+	if err := checkContainerUserNS(ns.GetUsernsOptions(), sb.UserNS); err != nil {
+		return nil, err
+	}
 	var opts []oci.SpecOpts
+	if sb.UserNS != nil {
+		opts = append(opts, withUserNS(sb.UserNS))
+	}
 	needPid := false
 	join := func(t specs.LinuxNamespaceType, p string) {
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: t, Path: p}))

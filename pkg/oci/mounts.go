@@ -50,7 +50,7 @@ var bindOptions = map[string]bool{
 // is mounted before what is mounted inside it.
 func containerMounts(in ContainerInput) (oci.SpecOpts, error) {
 	cfg := in.Config
-	criMounts, rootPropagation, err := criBindMounts(cfg.GetMounts(), in.RecursiveReadOnlySupported, in.MountPropagation)
+	criMounts, rootPropagation, err := criBindMounts(cfg.GetMounts(), in.RecursiveReadOnlySupported, in.MountPropagation, in.Sandbox.UserNS != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func mountDepth(p string) int {
 // criBindMounts validates the CRI mounts and turns them into bind mounts. It returns
 // the rootfs propagation they need: a slave or shared mount inside a private root
 // would never see the events it was asked for.
-func criBindMounts(ms []*runtimeapi.Mount, rroSupported bool, propagation func(string) (bool, bool, error)) ([]specs.Mount, string, error) {
+func criBindMounts(ms []*runtimeapi.Mount, rroSupported bool, propagation func(string) (bool, bool, error), userns bool) ([]specs.Mount, string, error) {
 	if propagation == nil {
 		propagation = HostMountPropagation
 	}
@@ -140,8 +140,8 @@ func criBindMounts(ms []*runtimeapi.Mount, rroSupported bool, propagation func(s
 		if m.GetImage() != nil && m.GetImage().GetImage() != "" {
 			return nil, "", fmt.Errorf("mount at %q: image volumes (mount.image %q) are not supported yet: %w", m.GetContainerPath(), m.GetImage().GetImage(), errdefs.ErrNotImplemented)
 		}
-		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
-			return nil, "", fmt.Errorf("mount at %q: id-mapped mounts need user namespaces, which are not supported: %w", m.GetContainerPath(), errdefs.ErrNotImplemented)
+		if err := checkMountMappings(m, userns); err != nil {
+			return nil, "", err
 		}
 		dst, err := checkMountPath("container_path", m.GetContainerPath(), true)
 		if err != nil {
@@ -212,9 +212,31 @@ func criBindMounts(ms []*runtimeapi.Mount, rroSupported bool, propagation func(s
 			}
 			opts = append(opts, o)
 		}
-		out = append(out, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
+		out = append(out, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts,
+			UIDMappings: idMappings(m.GetUidMappings()), GIDMappings: idMappings(m.GetGidMappings())})
 	}
 	return out, rootProp, nil
+}
+
+// checkMountMappings checks a mount's ID mappings (kubelet sets the pod's on every
+// mount of a pod with its own user namespace, for an id-mapped bind mount).
+func checkMountMappings(m *runtimeapi.Mount, userns bool) error {
+	uids, gids := m.GetUidMappings(), m.GetGidMappings()
+	if len(uids) == 0 && len(gids) == 0 {
+		return nil
+	}
+	if !userns {
+		return fmt.Errorf("mount at %q: uid_mappings/gid_mappings (an id-mapped mount) need a pod with its own user namespace: %w", m.GetContainerPath(), errdefs.ErrInvalidArgument)
+	}
+	if len(uids) == 0 || len(gids) == 0 {
+		return fmt.Errorf("mount at %q: an id-mapped mount needs both uid_mappings and gid_mappings: %w", m.GetContainerPath(), errdefs.ErrInvalidArgument)
+	}
+	for _, id := range append(slices.Clone(uids), gids...) {
+		if id.GetLength() == 0 || uint64(id.GetHostId())+uint64(id.GetLength()) > 1<<32-1 || uint64(id.GetContainerId())+uint64(id.GetLength()) > 1<<32-1 {
+			return fmt.Errorf("mount at %q: ID mapping %d:%d:%d is empty or goes past the largest ID: %w", m.GetContainerPath(), id.GetContainerId(), id.GetHostId(), id.GetLength(), errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
 }
 
 // checkMountPath requires an absolute path without ".." elements and returns it

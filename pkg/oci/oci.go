@@ -77,7 +77,15 @@ func generate(ctx context.Context, id string, opts ...oci.SpecOpts) (*specs.Spec
 	if ns, ok := namespaces.Namespace(ctx); !ok || ns == "" {
 		ctx = namespaces.WithNamespace(ctx, DefaultNamespace)
 	}
-	return oci.GenerateSpec(ctx, nil, &containers.Container{ID: id}, opts...)
+	s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: id}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	// No rlimits of containerd's default spec (RLIMIT_NOFILE 1024): pods inherit
+	// the runtime's limits, as with containerd's CRI and CRI-O. runc would also need
+	// CAP_SYS_RESOURCE to set them on a process in a pod's user namespace.
+	s.Process.Rlimits = nil
+	return s, nil
 }
 
 // withCgroupsPath puts a sandbox's or container's cgroup under the pod's parent, in

@@ -27,6 +27,9 @@ type SandboxInput struct {
 	ReadFile  func(string) ([]byte, error)
 	// CgroupDriver is cgroups.Systemd or cgroups.Cgroupfs ("" = cgroupfs).
 	CgroupDriver string
+	// UserNS is the pod's own user namespace (nil: the node's): the infra process
+	// joins it, and the namespaces it makes are owned by it.
+	UserNS *UserNS
 }
 
 // SandboxSpec builds the infra container's spec: it holds the pod's network, IPC and
@@ -67,6 +70,9 @@ func SandboxSpec(ctx context.Context, in SandboxInput) (*specs.Spec, error) {
 	}
 	if hostIPC {
 		opts = append(opts, oci.WithHostNamespace(specs.IPCNamespace))
+	}
+	if in.UserNS != nil {
+		opts = append(opts, withUserNS(in.UserNS))
 	}
 	if hostPID {
 		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))

@@ -16,6 +16,8 @@ import (
 // HandlerFeatures are what one OCI runtime binary (with this kernel) can do.
 type HandlerFeatures struct {
 	RecursiveReadOnlyMounts bool
+	// UserNamespaces: the binary makes user namespaces and id-mapped mounts.
+	UserNamespaces bool
 }
 
 // ProbeHandler asks an OCI runtime binary for its features (`<binary> features`, the
@@ -31,12 +33,22 @@ func ProbeHandler(binary string) HandlerFeatures {
 	}
 	var doc struct {
 		MountOptions []string `json:"mountOptions"`
+		Linux        struct {
+			Namespaces      []string `json:"namespaces"`
+			MountExtensions struct {
+				IDMap struct {
+					Enabled *bool `json:"enabled"`
+				} `json:"idmap"`
+			} `json:"mountExtensions"`
+		} `json:"linux"`
 	}
 	if err := json.Unmarshal(out, &doc); err != nil {
 		return HandlerFeatures{}
 	}
 	return HandlerFeatures{
 		RecursiveReadOnlyMounts: slices.Contains(doc.MountOptions, "rro") && kernelHasMountSetattr(),
+		UserNamespaces: slices.Contains(doc.Linux.Namespaces, "user") && doc.Linux.MountExtensions.IDMap.Enabled != nil &&
+			*doc.Linux.MountExtensions.IDMap.Enabled,
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/keelson/keelson/pkg/oci"
 )
 
 // File names in a sandbox's directory; containers of the pod bind-mount them.
@@ -25,7 +27,7 @@ var (
 )
 
 // writeFiles writes hostname, hosts and resolv.conf for the pod into dir.
-func writeFiles(dir string, cfg *runtimeapi.PodSandboxConfig, hostNet bool, ips []string) error {
+func writeFiles(dir string, cfg *runtimeapi.PodSandboxConfig, hostNet bool, ips []string, u *oci.UserNS) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -51,7 +53,18 @@ func writeFiles(dir string, cfg *runtimeapi.PodSandboxConfig, hostNet bool, ips 
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, ResolvConfFile), resolv, 0o644)
+	if err := os.WriteFile(filepath.Join(dir, ResolvConfFile), resolv, 0o644); err != nil {
+		return err
+	}
+	if u != nil {
+		// Owned by the pod's root, as the node's root owns them for other pods.
+		for _, f := range []string{HostnameFile, HostsFile, ResolvConfFile} {
+			if err := os.Lchown(filepath.Join(dir, f), int(u.UID.HostID), int(u.GID.HostID)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // hostsContent is the node's /etc/hosts for host-network pods; otherwise localhost
@@ -98,11 +111,15 @@ func resolvConf(dns *runtimeapi.DNSConfig) ([]byte, error) {
 const shmSize = "65536k"
 
 // mountShm mounts the pod's /dev/shm tmpfs at path.
-func mountShm(path string) error {
+func mountShm(path string, u *oci.UserNS) error {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return err
 	}
-	if err := unix.Mount("shm", path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+shmSize); err != nil {
+	opts := "mode=1777,size=" + shmSize
+	if u != nil { // owned by the pod's root
+		opts += fmt.Sprintf(",uid=%d,gid=%d", u.UID.HostID, u.GID.HostID)
+	}
+	if err := unix.Mount("shm", path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
 		return fmt.Errorf("mounting /dev/shm tmpfs at %s: %w", path, err)
 	}
 	return nil

@@ -17,25 +17,40 @@ import (
 // pinNamespaces makes an infra-less pod's IPC and UTS namespaces (unless it uses the
 // host's), sets its host name and IPC sysctls inside them, and pins them.
 func (s *Service) pinNamespaces(sb *Sandbox) error {
+	hostname, sysctls := sb.Config.GetHostname(), sb.Config.GetLinux().GetSysctls()
+	setHostname := func() error {
+		if hostname == "" {
+			return nil
+		}
+		if err := unix.Sethostname([]byte(hostname)); err != nil {
+			return fmt.Errorf("setting the pod's host name %q: %w", hostname, err)
+		}
+		return nil
+	}
+	if sb.UserNSPath != "" {
+		// pinUserNS made them, owned by the pod's user namespace (which rules out
+		// the host's IPC and UTS namespaces).
+		if err := netns.DoIn(sb.UTSNSPath, unix.CLONE_NEWUTS, setHostname); err != nil {
+			return err
+		}
+		return netns.DoInAs(sb.IPCNSPath, unix.CLONE_NEWIPC, int(sb.UserNS().UID.HostID), func() error { return writeSysctls(sysctls, "ipc") })
+	}
 	paths := map[int]string{}
 	if !sb.HostIPC() {
-		sb.IPCNSPath = filepath.Join(s.stateDir(sb.ID), "ns", "ipc")
+		sb.IPCNSPath = s.pinPath(sb.ID, "ipc")
 		paths[unix.CLONE_NEWIPC] = sb.IPCNSPath
 	}
 	if !sb.HostNetwork() {
-		sb.UTSNSPath = filepath.Join(s.stateDir(sb.ID), "ns", "uts")
+		sb.UTSNSPath = s.pinPath(sb.ID, "uts")
 		paths[unix.CLONE_NEWUTS] = sb.UTSNSPath
 	}
 	if len(paths) == 0 {
 		return nil
 	}
-	sysctls := sb.Config.GetLinux().GetSysctls()
 	return netns.Pin(paths, func() error {
 		if sb.UTSNSPath != "" {
-			if h := sb.Config.GetHostname(); h != "" {
-				if err := unix.Sethostname([]byte(h)); err != nil {
-					return fmt.Errorf("setting the pod's host name %q: %w", h, err)
-				}
+			if err := setHostname(); err != nil {
+				return err
 			}
 		}
 		if sb.IPCNSPath != "" {
@@ -45,10 +60,16 @@ func (s *Service) pinNamespaces(sb *Sandbox) error {
 	})
 }
 
-// unpin removes an infra-less pod's pinned IPC and UTS namespaces and its /dev/shm.
+// pinPath is where a pod's namespace of a kind ("ipc", "uts", "user") is pinned.
+func (s *Service) pinPath(id, kind string) string {
+	return filepath.Join(s.stateDir(id), "ns", kind)
+}
+
+// unpin removes the IPC, UTS and user namespaces keelson pinned for the pod and its
+// /dev/shm.
 func (s *Service) unpin(sb *Sandbox) error {
 	var errs []error
-	for _, p := range []string{sb.IPCNSPath, sb.UTSNSPath} {
+	for _, p := range []string{sb.IPCNSPath, sb.UTSNSPath, sb.UserNSPath} {
 		if p != "" {
 			errs = append(errs, netns.Remove(p))
 		}

@@ -77,7 +77,7 @@ func (s *Service) load(ctx context.Context, c containerd.Container) *Sandbox {
 	running := false
 	if sb.InfraLess {
 		running = true
-		for _, p := range []string{sb.NetNSPath, sb.IPCNSPath, sb.UTSNSPath} {
+		for _, p := range []string{sb.NetNSPath, sb.IPCNSPath, sb.UTSNSPath, sb.UserNSPath} {
 			if p != "" && !netns.IsMounted(p) {
 				running = false
 			}

@@ -75,6 +75,9 @@ func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	// mounts, with no process at all.
 	c.sb.InfraLess = s.opts.PauseContainer != "always" &&
 		cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() != runtimeapi.NamespaceMode_POD
+	if _, _, ok := oci.PodUserNS(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()); ok {
+		c.sb.UserNSPath = s.pinPath(id, "user")
+	}
 	c.log = klog.FromContext(ctx).WithValues("podSandboxID", id, "pod", name)
 	defer func() {
 		if retErr != nil {
@@ -85,7 +88,7 @@ func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		return "", err
 	}
 
-	steps := []func(context.Context) error{c.startNetwork, c.buildSpec, c.prepareFiles, c.awaitNetwork, c.writeFiles, c.record}
+	steps := []func(context.Context) error{c.pinUserNS, c.startNetwork, c.buildSpec, c.prepareFiles, c.awaitNetwork, c.writeFiles, c.record}
 	if !c.sb.InfraLess {
 		steps = append(steps, c.startInfra)
 	}
@@ -114,6 +117,33 @@ func (c *creation) rollback(err error) error {
 	return err
 }
 
+// pinUserNS makes a pod's own user namespace and, owned by it, its network
+// namespace (and an infra-less pod's IPC and UTS namespaces), all pinned under the
+// pod's state dir. Pods in the node's user namespace skip it.
+func (c *creation) pinUserNS(context.Context) error {
+	sb := c.sb
+	u := sb.UserNS()
+	if u == nil {
+		return nil
+	}
+	paths := map[int]string{unix.CLONE_NEWUSER: sb.UserNSPath, unix.CLONE_NEWNET: sb.NetNSPath}
+	if sb.InfraLess {
+		sb.IPCNSPath, sb.UTSNSPath = c.s.pinPath(sb.ID, "ipc"), c.s.pinPath(sb.ID, "uts")
+		paths[unix.CLONE_NEWIPC], paths[unix.CLONE_NEWUTS] = sb.IPCNSPath, sb.UTSNSPath
+	}
+	c.undo.Push("remove the pod's namespaces", func(context.Context) error {
+		var errs []error
+		for _, p := range paths {
+			errs = append(errs, netns.Remove(p))
+		}
+		return errors.Join(errs...)
+	})
+	if err := netns.PinInUserNS(paths, u.UID, u.GID); err != nil {
+		return fmt.Errorf("creating the pod's user namespace: %w", err)
+	}
+	return failpoint.Hit("sandbox/run/userns")
+}
+
 // startNetwork creates the netns and runs CNI ADD in the background; awaitNetwork
 // collects the result. Its undo waits for the setup to finish before undoing it.
 func (c *creation) startNetwork(ctx context.Context) error {
@@ -133,9 +163,11 @@ func (c *creation) startNetwork(ctx context.Context) error {
 		return nil
 	}
 	go func() {
-		if err := netns.Create(sb.NetNSPath); err != nil {
-			c.net <- netResult{err: fmt.Errorf("creating network namespace: %w", err)}
-			return
+		if sb.UserNSPath == "" { // else pinUserNS made it
+			if err := netns.Create(sb.NetNSPath); err != nil {
+				c.net <- netResult{err: fmt.Errorf("creating network namespace: %w", err)}
+				return
+			}
 		}
 		if err := failpoint.Hit("sandbox/run/netns"); err != nil {
 			c.net <- netResult{err: err}
@@ -181,7 +213,7 @@ func (c *creation) buildSpec(ctx context.Context) error {
 	c.image, sb.Image = img, img.ID
 	c.spec, err = oci.SandboxSpec(namespaces.WithNamespace(ctx, c.s.conn.Namespace), oci.SandboxInput{
 		ID: sb.ID, Config: sb.Config, Image: img.Spec.Config, NetNSPath: sb.NetNSPath, OwnOOM: c.s.ownOOM,
-		CgroupDriver: c.s.opts.Host.CgroupDriver,
+		CgroupDriver: c.s.opts.Host.CgroupDriver, UserNS: sb.UserNS(),
 	})
 	return err
 }
@@ -197,7 +229,7 @@ func (c *creation) prepareFiles(context.Context) error {
 		return errors.Join(os.RemoveAll(c.s.stateDir(sb.ID)), os.RemoveAll(sb.Dir))
 	})
 	if sb.ShmPath != "" {
-		if err := mountShm(sb.ShmPath); err != nil {
+		if err := mountShm(sb.ShmPath, sb.UserNS()); err != nil {
 			return err
 		}
 	}
@@ -222,7 +254,7 @@ func (c *creation) writeFiles(context.Context) error {
 			return err
 		}
 	}
-	if err := writeFiles(sb.Dir, sb.Config, sb.HostNetwork(), sb.IPs); err != nil {
+	if err := writeFiles(sb.Dir, sb.Config, sb.HostNetwork(), sb.IPs, sb.UserNS()); err != nil {
 		return fmt.Errorf("writing sandbox files: %w", err)
 	}
 	return failpoint.Hit("sandbox/run/files")
@@ -248,7 +280,7 @@ func (c *creation) record(ctx context.Context) error {
 	if !sb.InfraLess {
 		image := containerd.NewImageWithPlatform(c.s.client, images.Image{Name: c.image.ID, Target: c.image.Target}, platforms.Default())
 		opts = append([]containerd.NewContainerOpts{
-			containerd.WithSnapshotter(c.s.opts.Snapshotter), containerd.WithNewSnapshot(sb.ID, image),
+			containerd.WithSnapshotter(c.s.opts.Snapshotter), containerd.WithNewSnapshot(sb.ID, image, oci.SnapshotOpts(sb.UserNS())...),
 		}, opts...)
 	}
 	container, err := c.s.client.NewContainer(ctx, sb.ID, opts...)

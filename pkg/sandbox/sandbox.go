@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/keelson/keelson/pkg/oci"
 	"github.com/keelson/keelson/pkg/store"
 )
 
@@ -69,7 +70,10 @@ type Metadata struct {
 	InfraLess bool   `json:"infraLess,omitempty"`
 	IPCNSPath string `json:"ipcnsPath,omitempty"`
 	UTSNSPath string `json:"utsnsPath,omitempty"`
-	CreatedAt int64  `json:"createdAt"` // unix nanoseconds
+	// UserNSPath is where the pod's own user namespace is pinned (hostUsers: false);
+	// its network namespace (and an infra-less pod's IPC and UTS) belong to it.
+	UserNSPath string `json:"usernsPath,omitempty"`
+	CreatedAt  int64  `json:"createdAt"` // unix nanoseconds
 }
 
 // Status is the sandbox's mutable state, persisted in its status file.
@@ -124,6 +128,18 @@ func (sb *Sandbox) HostIPC() bool {
 }
 func (sb *Sandbox) HostPID() bool {
 	return sb.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_NODE
+}
+
+// UserNS is the pod's own user namespace; nil when it uses the node's.
+func (sb *Sandbox) UserNS() *oci.UserNS {
+	if sb.UserNSPath == "" {
+		return nil
+	}
+	uid, gid, ok := oci.PodUserNS(sb.Config.GetLinux().GetSecurityContext().GetNamespaceOptions())
+	if !ok {
+		return nil
+	}
+	return &oci.UserNS{Path: sb.UserNSPath, UID: uid, GID: gid}
 }
 
 // encode fills ConfigProto from Config before the metadata is stored.

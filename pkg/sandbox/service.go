@@ -37,6 +37,9 @@ type Options struct {
 	Events         *events.Broadcaster // lifecycle events (may be nil)
 	PauseContainer string              // "auto" or "always" (config runtime.pause_container)
 	Host           validate.Host       // what request validation knows of the node; Host.CgroupDriver is the driver in use
+	// UserNamespaces says, per runtime handler, whether it can run pods with their own
+	// user namespace: nil means yes, an error says why not; a handler not listed cannot.
+	UserNamespaces map[string]error
 }
 
 // Hooks let the container service act on a pod's containers without this package
@@ -111,6 +114,15 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	handler, ok := s.opts.Handlers[handlerName]
 	if !ok {
 		return "", fmt.Errorf("runtime_handler %q is not configured (runtime.handlers): %w", handlerName, errdefs.ErrInvalidArgument)
+	}
+	if _, _, ok := oci.PodUserNS(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()); ok {
+		err, probed := s.opts.UserNamespaces[handlerName]
+		if !probed {
+			err = errors.New("not probed")
+		}
+		if err != nil {
+			return "", fmt.Errorf("config.linux.security_context.namespace_options.userns_options: runtime handler %q cannot run pods with their own user namespace (hostUsers: false) on this node: %v: %w", handlerName, err, errdefs.ErrFailedPrecondition)
+		}
 	}
 	return s.inflight.Do(ctx, podName(cfg.GetMetadata()), keepResult, func(ctx context.Context) (string, error) {
 		return s.run(ctx, cfg, handlerName, handler)

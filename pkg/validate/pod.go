@@ -290,11 +290,22 @@ func podNamespaces(field string, ns *runtimeapi.NamespaceOption) error {
 	default:
 		return invalid(field+".pid", "%v is not POD, CONTAINER or NODE", ns.GetPid())
 	}
-	return userns(field+".userns_options", ns.GetUsernsOptions())
+	if err := userns(field+".userns_options", ns.GetUsernsOptions()); err != nil {
+		return err
+	}
+	if u := ns.GetUsernsOptions(); u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD {
+		for kind, m := range map[string]runtimeapi.NamespaceMode{"network": ns.GetNetwork(), "ipc": ns.GetIpc(), "pid": ns.GetPid()} {
+			if m == runtimeapi.NamespaceMode_NODE {
+				return invalid(field+"."+kind, "is NODE in a pod with its own user namespace: the node's %s namespace belongs to the node's user namespace (hostUsers: false excludes host namespaces)", kind)
+			}
+		}
+	}
+	return nil
 }
 
-// userns checks user namespace options. Mode POD (a user namespace of the pod's
-// own) is not implemented: refusing it beats running the pod as the node's root.
+// userns checks user namespace options: NODE (the host's, no mappings) or POD (a
+// user namespace of the pod's own, as kubelet sends for hostUsers: false) with one
+// uid and one gid mapping, each mapping container ID 0 to a non-root host range.
 func userns(field string, u *runtimeapi.UserNamespace) error {
 	if u == nil {
 		return nil
@@ -306,9 +317,39 @@ func userns(field string, u *runtimeapi.UserNamespace) error {
 		}
 		return nil
 	case runtimeapi.NamespaceMode_POD:
-		return fmt.Errorf("%s: pod user namespaces (hostUsers: false) are not supported: %w", field, errdefs.ErrNotImplemented)
+		for _, m := range []struct {
+			field string
+			list  []*runtimeapi.IDMapping
+		}{{field + ".uids", u.GetUids()}, {field + ".gids", u.GetGids()}} {
+			if len(m.list) != 1 {
+				return invalid(m.field, "has %d mappings; a pod user namespace takes exactly one", len(m.list))
+			}
+			if err := IDMapping(m.field+"[0]", m.list[0]); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return invalid(field+".mode", "%v is not POD or NODE", u.GetMode())
+	return invalid(field+".mode", "%v is not POD or NODE (a user namespace is the pod's or the node's)", u.GetMode())
+}
+
+// maxID is the largest ID a Linux mapping can reach (uid_t, minus the invalid -1).
+const maxID = 1<<32 - 1
+
+// IDMapping checks one user namespace mapping: container ID 0 (root in the pod)
+// mapped to a host range that does not include the host's root, within uid_t.
+func IDMapping(field string, m *runtimeapi.IDMapping) error {
+	switch {
+	case m.GetContainerId() != 0:
+		return invalid(field+".container_id", "is %d; the mapping must start at container ID 0 (root inside the pod)", m.GetContainerId())
+	case m.GetHostId() == 0:
+		return invalid(field+".host_id", "is 0: mapping the pod's root to the node's root gives no isolation")
+	case m.GetLength() == 0:
+		return invalid(field+".length", "is 0")
+	case uint64(m.GetHostId())+uint64(m.GetLength()) > maxID:
+		return invalid(field, "host range %d+%d goes past the largest ID %d", m.GetHostId(), m.GetLength(), uint64(maxID-1))
+	}
+	return nil
 }
 
 func podSecurity(field string, sc *runtimeapi.LinuxSandboxSecurityContext) error {

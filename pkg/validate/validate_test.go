@@ -157,15 +157,51 @@ func TestPodSandbox(t *testing.T) {
 	}
 }
 
-func TestPodUserNamespaceNotImplemented(t *testing.T) {
-	cfg := goodPod()
-	cfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}
-	if err := PodSandbox(cfg, host); !errdefs.IsNotImplemented(err) {
-		t.Errorf("userns POD: %v", err)
+func TestPodUserNamespace(t *testing.T) {
+	m := func(c, h, l uint32) []*runtimeapi.IDMapping {
+		return []*runtimeapi.IDMapping{{ContainerId: c, HostId: h, Length: l}}
 	}
-	cfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}
-	if err := PodSandbox(cfg, host); err != nil {
-		t.Errorf("userns NODE: %v", err)
+	good := &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(0, 65536, 65536), Gids: m(0, 65536, 65536)}
+	cases := []struct {
+		name  string
+		u     *runtimeapi.UserNamespace
+		mod   func(*runtimeapi.NamespaceOption)
+		field string
+	}{
+		{name: "pod", u: good},
+		{name: "node", u: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}},
+		{name: "node with mappings", u: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE, Uids: m(0, 1000, 10)}, field: "userns_options"},
+		{name: "container mode", u: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}, field: "userns_options.mode"},
+		{name: "target mode", u: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_TARGET}, field: "userns_options.mode"},
+		{name: "no mappings", u: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}, field: "userns_options.uids"},
+		{name: "two uid mappings", u: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: append(m(0, 1000, 10), m(10, 2000, 10)...), Gids: good.Gids}, field: "userns_options.uids"},
+		{name: "root not mapped", u: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(1, 1000, 100000), Gids: good.Gids}, field: "userns_options.uids[0].container_id"},
+		{name: "host root", u: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: good.Uids, Gids: m(0, 0, 65536)}, field: "userns_options.gids[0].host_id"},
+		{name: "empty range", u: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(0, 1000, 0), Gids: good.Gids}, field: "userns_options.uids[0].length"},
+		{name: "past uid_t", u: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(0, 1<<32-10, 100), Gids: good.Gids}, field: "userns_options.uids[0]"},
+		{name: "with host network", u: good, mod: func(n *runtimeapi.NamespaceOption) { n.Network = runtimeapi.NamespaceMode_NODE }, field: "namespace_options.network"},
+		{name: "with host pid", u: good, mod: func(n *runtimeapi.NamespaceOption) { n.Pid = runtimeapi.NamespaceMode_NODE }, field: "namespace_options.pid"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := goodPod()
+			ns := cfg.Linux.SecurityContext.NamespaceOptions
+			ns.UsernsOptions = tc.u
+			if tc.mod != nil {
+				tc.mod(ns)
+				cfg.Linux.Sysctls = nil
+			}
+			err := PodSandbox(cfg, host)
+			if tc.field == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.field) {
+				t.Fatalf("got %v, want InvalidArgument naming %s", err, tc.field)
+			}
+		})
 	}
 }
 

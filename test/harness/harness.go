@@ -149,6 +149,11 @@ func NewDir(t testing.TB, prefix string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Searchable by others, as /run and /var/lib are: a pod's root in its own user
+	// namespace is another host user, and must reach its root filesystem below.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	markOwner(dir)
 	t.Cleanup(func() {
 		if os.Getenv("KEELSON_TEST_KEEP") != "" && t.Failed() {
