@@ -271,12 +271,14 @@ func (s *Service) newTask(ctx context.Context, cc containerd.Container, c *Conta
 	}
 }
 
-// shimWentAway recognises containerd's error for a shim that exited between its
-// manager's connection test and containerd's own connection.
+// shimWentAway recognises containerd's errors for a pod's shim that exited (its last
+// task gone) while a new task was handed to it: between its manager's connection test
+// and containerd's own connection, or during the create call itself.
 func shimWentAway(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "failed to start shim") &&
-		(strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such file or directory"))
+		(strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such file or directory")) ||
+		strings.Contains(msg, "failed to create shim task") && strings.Contains(msg, "ttrpc: closed")
 }
 
 // makeHostPaths creates the missing host directories of bind mounts, as containerd's

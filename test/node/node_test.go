@@ -152,21 +152,23 @@ type pod struct {
 
 var podSeq atomic.Int32
 
-// runPod runs a pod under parent (a slice or a path: "" for none) and removes it
-// when the test ends.
-func runPod(t testing.TB, name, parent string, ports ...*runtimeapi.PortMapping) *pod {
+// runPod runs a pod under parent (a slice or a path: "" for none), its config
+// changed by mods, and removes it when the test ends.
+func runPod(t testing.TB, name, parent string, mods ...func(*runtimeapi.PodSandboxConfig)) *pod {
 	t.Helper()
 	uid := fmt.Sprintf("0000%04d-1111-2222-3333-%012d", podSeq.Add(1), os.Getpid())
 	p := &pod{uid: uid, cfg: &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "node", Uid: uid},
 		Hostname:     name,
 		LogDirectory: filepath.Join("/var/log/pods", "node_"+name+"_"+uid),
-		PortMappings: ports,
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
 			CgroupParent:    parent,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{}},
 		},
 	}}
+	for _, m := range mods {
+		m(p.cfg)
+	}
 	resp, err := rt.RunPodSandbox(ctx(t), &runtimeapi.RunPodSandboxRequest{Config: p.cfg})
 	if err != nil {
 		t.Fatalf("RunPodSandbox %s: %v", name, err)
@@ -368,6 +370,34 @@ func TestNode(t *testing.T) {
 		}
 	})
 
+	check(t, "a pod with its own user namespace (hostUsers: false) in kubelet's slice: root inside is host uid 165536", func(t *testing.T) {
+		userns := &runtimeapi.UserNamespace{
+			Mode: runtimeapi.NamespaceMode_POD,
+			Uids: []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 165536, Length: 65536}},
+			Gids: []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 165536, Length: 65536}},
+		}
+		ns := &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER, UsernsOptions: userns} // as kubelet sends it
+		p := runPod(t, "userns", "kubepods-besteffort-poduserns.slice", func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.NamespaceOptions = ns
+		})
+		id := p.start(t, "c", busybox, []string{"sleep", "100000"}, func(c *runtimeapi.ContainerConfig) {
+			c.Linux.SecurityContext.NamespaceOptions = ns
+		})
+		if got := strings.Join(strings.Fields(execSync(t, id, "cat", "/proc/self/uid_map")), " "); got != "0 165536 65536" {
+			t.Fatalf("uid_map %q", got)
+		}
+		if got := execSync(t, id, "sh", "-c", "touch /new && stat -c '%u' /bin/busybox /etc/hostname /dev/shm && ls /sys/class/net"); !strings.HasPrefix(got, "0\n0\n0\n") {
+			t.Fatalf("inside the pod: %q", got)
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid(t, id)))
+		if !strings.Contains(string(b), "Uid:\t165536\t") {
+			t.Fatalf("the container's process as the node sees it:\n%s", b)
+		}
+		if cg := cgroupOf(t, pid(t, id)); cg != "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-poduserns.slice/keelson-"+id+".scope" {
+			t.Fatalf("container cgroup %s", cg)
+		}
+	})
+
 	check(t, "systemctl restart and kill -9 of keelson: containers keep running, state intact", func(t *testing.T) {
 		p := runPod(t, "survivor", "kubepods-besteffort-podsurvivor.slice")
 		id := p.start(t, "c", busybox, []string{"sleep", "100000"})
@@ -441,7 +471,9 @@ func TestNode(t *testing.T) {
 // update and that removal leaves no cgroup; cgroup(id) is where a container's cgroup
 // must be. It returns the containers' IDs.
 func lifecycle(t *testing.T, parent string, cgroup func(id string) string) []string {
-	p := runPod(t, "web", parent, &runtimeapi.PortMapping{ContainerPort: 8080, HostPort: 30080})
+	p := runPod(t, "web", parent, func(c *runtimeapi.PodSandboxConfig) {
+		c.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 8080, HostPort: 30080}}
+	})
 	web := p.start(t, "web", echoserver, nil)
 	logger := p.start(t, "logger", busybox, []string{"sh", "-c", "echo hello-from-node; exec sleep 100000"})
 
