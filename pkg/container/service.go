@@ -27,6 +27,7 @@ import (
 	"github.com/keelson/keelson/pkg/oci"
 	"github.com/keelson/keelson/pkg/runtime"
 	"github.com/keelson/keelson/pkg/sandbox"
+	"github.com/keelson/keelson/pkg/selinux"
 	"github.com/keelson/keelson/pkg/store"
 	"github.com/keelson/keelson/pkg/undo"
 	"github.com/keelson/keelson/pkg/validate"
@@ -50,6 +51,8 @@ type Options struct {
 	// AppArmor: the host enforces AppArmor and can load profiles; containers that
 	// ask for no profile get keelson's default one (privileged ones excepted).
 	AppArmor bool
+	// SELinux labels containers and relabels their mounts; nil: the node's.
+	SELinux selinux.Labeler
 }
 
 // Service manages containers.
@@ -183,6 +186,10 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 		return "", err
 	}
 	nsCtx := namespaces.WithNamespace(ctx, s.conn.Namespace)
+	labels, err := s.selinux().Container(sb.SELinux, cfg.GetLinux().GetSecurityContext().GetSelinuxOptions())
+	if err != nil {
+		return "", fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+	}
 	spec, err := oci.ContainerSpec(nsCtx, oci.ContainerInput{
 		ID: id, Config: specCfg, SandboxConfig: sb.Config, Image: img.Spec.Config, ImageName: c.ImageName,
 		Sandbox:                    s.sandboxFacts(sb),
@@ -193,12 +200,20 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 		TargetPID:                  s.targetPID(cfg),
 		CgroupDriver:               s.opts.Host.CgroupDriver,
 		AppArmorEnabled:            s.opts.AppArmor,
+		SELinux:                    labels,
 	})
 	if err != nil {
 		return "", err
 	}
 	if err := makeHostPaths(cfg.GetMounts()); err != nil {
 		return "", err
+	}
+	for _, m := range cfg.GetMounts() {
+		if m.GetSelinuxRelabel() && m.GetImage().GetImage() == "" {
+			if err := s.selinux().Relabel(m.GetHostPath(), labels, false); err != nil {
+				return "", err
+			}
+		}
 	}
 	if err := c.Metadata.encode(); err != nil {
 		return "", err
@@ -279,6 +294,14 @@ func shimWentAway(err error) bool {
 	return strings.Contains(msg, "failed to start shim") &&
 		(strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such file or directory")) ||
 		strings.Contains(msg, "failed to create shim task") && strings.Contains(msg, "ttrpc: closed")
+}
+
+// selinux is the configured labeler, the node's by default.
+func (s *Service) selinux() selinux.Labeler {
+	if s.opts.SELinux != nil {
+		return s.opts.SELinux
+	}
+	return selinux.Host{}
 }
 
 // makeHostPaths creates the missing host directories of bind mounts, as containerd's

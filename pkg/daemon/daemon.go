@@ -29,6 +29,7 @@ import (
 	"github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/pkg/runtime"
 	"github.com/keelson/keelson/pkg/sandbox"
+	"github.com/keelson/keelson/pkg/selinux"
 	"github.com/keelson/keelson/pkg/stats"
 	"github.com/keelson/keelson/pkg/streaming"
 	"github.com/keelson/keelson/pkg/validate"
@@ -345,6 +346,7 @@ func (d *Daemon) info() map[string]string {
 		"containerdAddress": d.conn.Address,
 		"cgroupDriver":      d.cgroupDriver,
 		"appArmor":          strconv.FormatBool(apparmor.HostSupports()),
+		"selinux":           strconv.FormatBool(selinux.Host{}.Enabled()),
 	}
 	if _, file := d.network.Network(); file != "" {
 		info["cniConfigFile"] = file

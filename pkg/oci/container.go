@@ -18,6 +18,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/keelson/keelson/pkg/cgroups"
+	"github.com/keelson/keelson/pkg/selinux"
 )
 
 // ContainerInput is what a container's spec is made of.
@@ -45,8 +46,9 @@ type ContainerInput struct {
 	HostDevices func() ([]specs.LinuxDevice, error)
 
 	AppArmorEnabled bool
-	TargetPID       uint32 // pid of the target container when NamespaceOption.Pid == TARGET
-	CgroupDriver    string // cgroups.Systemd or cgroups.Cgroupfs ("" = cgroupfs)
+	SELinux         selinux.Labels // the container's labels ("" where SELinux is off)
+	TargetPID       uint32         // pid of the target container when NamespaceOption.Pid == TARGET
+	CgroupDriver    string         // cgroups.Systemd or cgroups.Cgroupfs ("" = cgroupfs)
 }
 
 // SandboxFacts are what a container needs to know of its pod sandbox.
@@ -197,6 +199,9 @@ func ContainerSpec(ctx context.Context, in ContainerInput) (*specs.Spec, error) 
 	spec, err := generate(ctx, in.ID, opts...)
 	if err != nil {
 		return nil, err
+	}
+	if !privileged { // privileged containers run with the policy's default label
+		applySELinux(spec, in.SELinux)
 	}
 	// The UTS namespace is the sandbox's (or the host's): a hostname here would make
 	// runc try to set it in a namespace it did not create.

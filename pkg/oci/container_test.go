@@ -11,10 +11,13 @@ import (
 	"testing"
 
 	"github.com/containerd/containerd/v2/pkg/cap"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/keelson/keelson/pkg/selinux"
 )
 
 const (
@@ -1412,4 +1415,42 @@ func TestAppArmorLocalhostProfileMustBeLoaded(t *testing.T) {
 		}},
 		{name: "not loaded", mod: localhost("missing"), wantErr: errdefs.ErrFailedPrecondition, errHas: `"missing" is not loaded`},
 	})
+}
+
+func TestSELinuxLabels(t *testing.T) {
+	l := selinux.Labels{Process: "system_u:system_r:container_t:s0:c1,c2", Mount: "system_u:object_r:container_file_t:s0:c1,c2"}
+	runSpecCases(t, []specCase{
+		{
+			name: "labels where SELinux is on",
+			mod:  func(in *ContainerInput) { in.SELinux = l },
+			check: func(t *testing.T, s *specs.Spec) {
+				if s.Process.SelinuxLabel != l.Process || s.Linux.MountLabel != l.Mount {
+					t.Errorf("labels %q %q", s.Process.SelinuxLabel, s.Linux.MountLabel)
+				}
+			},
+		},
+		{
+			name: "none where it is off",
+			check: func(t *testing.T, s *specs.Spec) {
+				if s.Process.SelinuxLabel != "" || s.Linux.MountLabel != "" {
+					t.Errorf("labels %q %q", s.Process.SelinuxLabel, s.Linux.MountLabel)
+				}
+			},
+		},
+		{
+			name: "privileged: the policy's default",
+			mod:  func(in *ContainerInput) { in.SELinux = l; privileged(in) },
+			check: func(t *testing.T, s *specs.Spec) {
+				if s.Process.SelinuxLabel != "" {
+					t.Errorf("process label %q", s.Process.SelinuxLabel)
+				}
+			},
+		},
+	})
+	in := testSandboxInput()
+	in.SELinux = l
+	s, err := SandboxSpec(namespaces.WithNamespace(context.Background(), "k"), in)
+	if err != nil || s.Process.SelinuxLabel != l.Process || s.Linux.MountLabel != l.Mount {
+		t.Errorf("sandbox labels: %v %q %q", err, s.Process.SelinuxLabel, s.Linux.MountLabel)
+	}
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/keelson/keelson/pkg/cgroups"
 	"github.com/keelson/keelson/pkg/safefile"
+	"github.com/keelson/keelson/pkg/selinux"
 )
 
 // Annotations on every spec, as containerd's CRI sets them, for OCI runtimes and hooks
@@ -86,6 +87,16 @@ func generate(ctx context.Context, id string, opts ...oci.SpecOpts) (*specs.Spec
 	// CAP_SYS_RESOURCE to set them on a process in a pod's user namespace.
 	s.Process.Rlimits = nil
 	return s, nil
+}
+
+// applySELinux sets the process label and the label of the mounts runc makes.
+func applySELinux(s *specs.Spec, l selinux.Labels) {
+	if l.Process != "" {
+		s.Process.SelinuxLabel = l.Process
+	}
+	if l.Mount != "" {
+		s.Linux.MountLabel = l.Mount
+	}
 }
 
 // withCgroupsPath puts a sandbox's or container's cgroup under the pod's parent, in

@@ -15,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/keelson/keelson/pkg/cgroups"
+	"github.com/keelson/keelson/pkg/selinux"
 )
 
 // SandboxInput is what the pod infra container's spec is made of.
@@ -30,6 +31,8 @@ type SandboxInput struct {
 	// UserNS is the pod's own user namespace (nil: the node's): the infra process
 	// joins it, and the namespaces it makes are owned by it.
 	UserNS *UserNS
+	// SELinux are the pod's labels ("" where SELinux is off).
+	SELinux selinux.Labels
 }
 
 // SandboxSpec builds the infra container's spec: it holds the pod's network, IPC and
@@ -106,6 +109,9 @@ func SandboxSpec(ctx context.Context, in SandboxInput) (*specs.Spec, error) {
 	spec, err := generate(ctx, in.ID, opts...)
 	if err != nil {
 		return nil, err
+	}
+	if !sc.GetPrivileged() {
+		applySELinux(spec, in.SELinux)
 	}
 	if len(lx.GetSysctls()) > 0 {
 		spec.Linux.Sysctl = map[string]string{}

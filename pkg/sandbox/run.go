@@ -88,7 +88,7 @@ func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		return "", err
 	}
 
-	steps := []func(context.Context) error{c.pinUserNS, c.startNetwork, c.buildSpec, c.prepareFiles, c.awaitNetwork, c.writeFiles, c.record}
+	steps := []func(context.Context) error{c.label, c.pinUserNS, c.startNetwork, c.buildSpec, c.prepareFiles, c.awaitNetwork, c.writeFiles, c.record}
 	if !c.sb.InfraLess {
 		steps = append(steps, c.startInfra)
 	}
@@ -115,6 +115,17 @@ func (c *creation) rollback(err error) error {
 	}
 	c.s.names.Release(c.sb.Name, c.sb.ID)
 	return err
+}
+
+// label reserves the pod's SELinux labels (none where SELinux is off).
+func (c *creation) label(context.Context) error {
+	l, err := c.s.selinux().Pod(c.sb.Config.GetLinux().GetSecurityContext().GetSelinuxOptions())
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	c.sb.SELinux = l
+	c.undo.Push("release SELinux labels", func(context.Context) error { c.s.selinux().Release(l); return nil })
+	return nil
 }
 
 // pinUserNS makes a pod's own user namespace and, owned by it, its network
@@ -213,7 +224,7 @@ func (c *creation) buildSpec(ctx context.Context) error {
 	c.image, sb.Image = img, img.ID
 	c.spec, err = oci.SandboxSpec(namespaces.WithNamespace(ctx, c.s.conn.Namespace), oci.SandboxInput{
 		ID: sb.ID, Config: sb.Config, Image: img.Spec.Config, NetNSPath: sb.NetNSPath, OwnOOM: c.s.ownOOM,
-		CgroupDriver: c.s.opts.Host.CgroupDriver, UserNS: sb.UserNS(),
+		CgroupDriver: c.s.opts.Host.CgroupDriver, UserNS: sb.UserNS(), SELinux: sb.SELinux,
 	})
 	return err
 }
@@ -256,6 +267,14 @@ func (c *creation) writeFiles(context.Context) error {
 	}
 	if err := writeFiles(sb.Dir, sb.Config, sb.HostNetwork(), sb.IPs, sb.UserNS()); err != nil {
 		return fmt.Errorf("writing sandbox files: %w", err)
+	}
+	// The pod's containers share its files and /dev/shm.
+	for _, p := range []string{sb.Dir, sb.ShmPath} {
+		if p != "" {
+			if err := c.s.selinux().Relabel(p, sb.SELinux, true); err != nil {
+				return err
+			}
+		}
 	}
 	return failpoint.Hit("sandbox/run/files")
 }

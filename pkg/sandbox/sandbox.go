@@ -21,6 +21,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/keelson/keelson/pkg/oci"
+	"github.com/keelson/keelson/pkg/selinux"
 	"github.com/keelson/keelson/pkg/store"
 )
 
@@ -73,7 +74,10 @@ type Metadata struct {
 	// UserNSPath is where the pod's own user namespace is pinned (hostUsers: false);
 	// its network namespace (and an infra-less pod's IPC and UTS) belong to it.
 	UserNSPath string `json:"usernsPath,omitempty"`
-	CreatedAt  int64  `json:"createdAt"` // unix nanoseconds
+	// SELinux are the pod's labels (empty where SELinux is off); its MCS level is
+	// reserved until the pod is removed.
+	SELinux   selinux.Labels `json:"selinux,omitzero"`
+	CreatedAt int64          `json:"createdAt"` // unix nanoseconds
 }
 
 // Status is the sandbox's mutable state, persisted in its status file.

@@ -23,6 +23,7 @@ import (
 	"github.com/keelson/keelson/pkg/netns"
 	"github.com/keelson/keelson/pkg/oci"
 	"github.com/keelson/keelson/pkg/runtime"
+	"github.com/keelson/keelson/pkg/selinux"
 	"github.com/keelson/keelson/pkg/store"
 	"github.com/keelson/keelson/pkg/validate"
 )
@@ -40,6 +41,8 @@ type Options struct {
 	// UserNamespaces says, per runtime handler, whether it can run pods with their own
 	// user namespace: nil means yes, an error says why not; a handler not listed cannot.
 	UserNamespaces map[string]error
+	// SELinux labels pods and their files; nil: the node's.
+	SELinux selinux.Labeler
 }
 
 // Hooks let the container service act on a pod's containers without this package
@@ -81,6 +84,14 @@ func New(conn *runtime.Conn, imgs *keelsonimages.Service, network *cni.Manager, 
 
 // SetHooks installs the container service's hooks.
 func (s *Service) SetHooks(h Hooks) { s.hooks = h }
+
+// selinux is the configured labeler, the node's by default.
+func (s *Service) selinux() selinux.Labeler {
+	if s.opts.SELinux != nil {
+		return s.opts.SELinux
+	}
+	return selinux.Host{}
+}
 
 func (s *Service) netnsPath(id string) string { return filepath.Join(s.opts.StateDir, "netns", id) }
 func (s *Service) stateDir(id string) string  { return filepath.Join(s.opts.StateDir, "sandboxes", id) }
@@ -355,6 +366,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	if err := errors.Join(sb.status.Remove(), os.RemoveAll(s.stateDir(sb.ID)), os.RemoveAll(sb.Dir)); err != nil {
 		return err
 	}
+	s.selinux().Release(sb.SELinux)
 	s.network.Forget(sb.ID)
 	s.store.Delete(sb.ID)
 	s.names.Release(sb.Name, sb.ID)

@@ -228,6 +228,9 @@ func containerSecurity(field string, sc *runtimeapi.LinuxContainerSecurityContex
 	if err := userns(field+".namespace_options.userns_options", ns.GetUsernsOptions()); err != nil {
 		return err
 	}
+	if err := SELinuxOption(field+".selinux_options", sc.GetSelinuxOptions()); err != nil {
+		return err
+	}
 	if err := profile(field+".seccomp", sc.GetSeccomp()); err != nil {
 		return err
 	}

@@ -362,6 +362,9 @@ func podSecurity(field string, sc *runtimeapi.LinuxSandboxSecurityContext) error
 	if sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil {
 		return invalid(field+".run_as_group", "is set without run_as_user")
 	}
+	if err := SELinuxOption(field+".selinux_options", sc.GetSelinuxOptions()); err != nil {
+		return err
+	}
 	if err := profile(field+".seccomp", sc.GetSeccomp()); err != nil {
 		return err
 	}
@@ -419,3 +422,23 @@ func firstErr(errs []error) error {
 
 // ErrInvalid is what every validation error wraps (InvalidArgument).
 var ErrInvalid = errdefs.ErrInvalidArgument
+
+// SELinuxOption checks the parts of an SELinux label: plain words; user, role and
+// type without ':' (the level, "s0:c1,c2", has its own).
+func SELinuxOption(field string, o *runtimeapi.SELinuxOption) error {
+	for _, p := range []struct {
+		name, v string
+		colon   bool
+	}{{"user", o.GetUser(), false}, {"role", o.GetRole(), false}, {"type", o.GetType(), false}, {"level", o.GetLevel(), true}} {
+		if len(p.v) > 255 {
+			return invalid(field+"."+p.name, "is %d bytes long", len(p.v))
+		}
+		if err := plainText(field+"."+p.name, p.v, false); err != nil {
+			return err
+		}
+		if !p.colon && strings.Contains(p.v, ":") {
+			return invalid(field+"."+p.name, "%q contains ':', which separates the parts of a label", p.v)
+		}
+	}
+	return nil
+}

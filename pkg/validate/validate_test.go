@@ -127,6 +127,15 @@ func TestPodSandbox(t *testing.T) {
 			c.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_CONTAINER
 		}, field: "config.linux.security_context.namespace_options.network"},
 		{name: "group without user", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.SecurityContext.RunAsUser = nil }, field: "config.linux.security_context.run_as_group"},
+		{name: "selinux type with a colon", mod: func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.SelinuxOptions = &runtimeapi.SELinuxOption{Type: "container_t:s0"}
+		}, field: "config.linux.security_context.selinux_options.type"},
+		{name: "selinux level with a newline", mod: func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.SelinuxOptions = &runtimeapi.SELinuxOption{Level: "s0:c1\nx"}
+		}, field: "config.linux.security_context.selinux_options.level"},
+		{name: "selinux options", mod: func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.SelinuxOptions = &runtimeapi.SELinuxOption{User: "system_u", Role: "system_r", Type: "container_t", Level: "s0:c1,c2"}
+		}},
 		{name: "uid out of range", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.SecurityContext.RunAsUser.Value = 1 << 31 }, field: "config.linux.security_context.run_as_user"},
 		{name: "negative supplemental group", mod: func(c *runtimeapi.PodSandboxConfig) { c.Linux.SecurityContext.SupplementalGroups = []int64{-1} }, field: "config.linux.security_context.supplemental_groups[0]"},
 		{name: "seccomp Localhost path with a space", mod: func(c *runtimeapi.PodSandboxConfig) {
