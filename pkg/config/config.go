@@ -38,6 +38,7 @@ type Config struct {
 	CNI        CNI        `toml:"cni" comment:"Pod networking through CNI plugins."`
 	Images     Images     `toml:"images" comment:"Image pulls and the sandbox (pause) image."`
 	Streaming  Streaming  `toml:"streaming" comment:"The HTTP server behind Exec, Attach and PortForward: those RPCs return a URL on it (with a single-use token valid for a minute) that kubelet or crictl connect to over SPDY or WebSocket."`
+	CDI        CDI        `toml:"cdi" comment:"Devices by CDI name (Container Device Interface): what device plugins and DRA drivers hand to containers."`
 }
 
 // GRPC configures the CRI listeners.
@@ -97,6 +98,12 @@ type Images struct {
 	MaxConcurrentDownloads int      `toml:"max_concurrent_downloads" comment:"Layer downloads run at once across all pulls."`
 }
 
+// CDI configures Container Device Interface devices.
+type CDI struct {
+	Enabled  bool     `toml:"enabled" comment:"Resolve CDI device names (ContainerConfig.CDI_devices and cdi.k8s.io/* annotations). Off: containers asking for one are refused."`
+	SpecDirs []string `toml:"spec_dirs" comment:"Directories of CDI spec files (JSON or YAML), later ones taking precedence; watched for changes."`
+}
+
 // Streaming configures the streaming (exec, attach, port-forward) server.
 type Streaming struct {
 	Address               string   `toml:"address" comment:"IP address to listen on. 0.0.0.0 or :: listen on every interface (URLs then name the loopback address: kubelet connects from this node). Anyone who can reach the port and learns a URL's token can use that one session."`
@@ -147,6 +154,7 @@ func Default() Config {
 			PullProgressTimeout:    Duration(5 * time.Minute),
 			MaxConcurrentDownloads: 3,
 		},
+		CDI: CDI{Enabled: true, SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
 		Streaming: Streaming{
 			Address:     "127.0.0.1",
 			IdleTimeout: Duration(4 * time.Hour),
@@ -218,6 +226,9 @@ func (c *Config) Validate() error {
 	abs("root_dir", c.RootDir)
 	abs("state_dir", c.StateDir)
 	abs("grpc.socket", c.GRPC.Socket)
+	for i, d := range c.CDI.SpecDirs {
+		abs(fmt.Sprintf("cdi.spec_dirs[%d]", i), d)
+	}
 	if c.GCInterval <= 0 {
 		bad("gc_interval must be positive")
 	}

@@ -16,11 +16,13 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/cgroups"
 	"github.com/keelson/keelson/pkg/config"
+	"github.com/keelson/keelson/pkg/devices"
 	"github.com/keelson/keelson/pkg/events"
 	"github.com/keelson/keelson/pkg/failpoint"
 	keelsonimages "github.com/keelson/keelson/pkg/images"
@@ -53,6 +55,10 @@ type Options struct {
 	AppArmor bool
 	// SELinux labels containers and relabels their mounts; nil: the node's.
 	SELinux selinux.Labeler
+	// CDI applies CDI devices to specs; nil: CDI is off (config cdi.enabled).
+	CDI interface {
+		Inject(spec *specs.Spec, names []string) error
+	}
 }
 
 // Service manages containers.
@@ -117,19 +123,26 @@ func (s *Service) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 	if err := validate.Container(cfg, s.opts.Host); err != nil {
 		return "", err
 	}
+	cdiDevices, err := devices.Requested(cfg)
+	if err != nil {
+		return "", err
+	}
+	if len(cdiDevices) > 0 && s.opts.CDI == nil {
+		return "", fmt.Errorf("config.CDI_devices: CDI devices %v asked for, but CDI is off on this node (cdi.enabled): %w", cdiDevices, errdefs.ErrFailedPrecondition)
+	}
 	sb, err := s.sandboxes.Get(sandboxID)
 	if err != nil {
 		return "", err
 	}
 	return s.inflight.Do(ctx, containerName(cfg, sb), keepResult, func(ctx context.Context) (string, error) {
-		return s.create(ctx, sb, cfg)
+		return s.create(ctx, sb, cfg, cdiDevices)
 	})
 }
 
 // create holds the sandbox for its whole run, so a concurrent StopPodSandbox or
 // RemovePodSandbox waits for it and then sees (and stops) the new container, rather
 // than leaving it behind.
-func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig) (_ string, retErr error) {
+func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig, cdiDevices []string) (_ string, retErr error) {
 	release, err := sb.Hold()
 	if err != nil {
 		return "", err
@@ -204,6 +217,11 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 	})
 	if err != nil {
 		return "", err
+	}
+	if len(cdiDevices) > 0 {
+		if err := s.opts.CDI.Inject(spec, cdiDevices); err != nil {
+			return "", err
+		}
 	}
 	if err := makeHostPaths(cfg.GetMounts()); err != nil {
 		return "", err

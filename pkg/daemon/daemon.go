@@ -25,6 +25,7 @@ import (
 	"github.com/keelson/keelson/pkg/config"
 	"github.com/keelson/keelson/pkg/container"
 	"github.com/keelson/keelson/pkg/cri"
+	"github.com/keelson/keelson/pkg/devices"
 	"github.com/keelson/keelson/pkg/events"
 	"github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/pkg/runtime"
@@ -187,7 +188,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	for name, f := range d.features {
 		rro[name] = f.RecursiveReadOnlyMounts
 	}
-	d.containers = container.New(conn, d.images, d.sandboxes, container.Options{
+	copts := container.Options{
 		RecursiveReadOnly: rro,
 		StateDir:          cfg.StateDir,
 		Snapshotter:       cfg.Containerd.Snapshotter,
@@ -198,7 +199,19 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		Events:            d.events,
 		Host:              host,
 		AppArmor:          apparmor.HostSupports(),
-	})
+	}
+	if cfg.CDI.Enabled {
+		registry, err := devices.NewCDI(cfg.CDI.SpecDirs)
+		if err != nil {
+			return d, fmt.Errorf("CDI: %w", err)
+		}
+		if err := registry.Errors(); err != nil {
+			klog.ErrorS(err, "Some CDI specs cannot be used")
+		}
+		klog.InfoS("CDI devices", "specDirs", cfg.CDI.SpecDirs)
+		copts.CDI = registry
+	}
+	d.containers = container.New(conn, d.images, d.sandboxes, copts)
 	d.sandboxes.SetHooks(sandbox.Hooks{StopContainers: d.containers.StopPod, RemoveContainers: d.containers.RemovePod})
 	d.containers.Watch(bg)
 	if err := d.containers.Load(ctx); err != nil {
