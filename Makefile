@@ -10,7 +10,7 @@ SOCKET ?= /run/keelson/keelson.sock
 # Integration tests share 2 cores with containerd and runc; one package at a time.
 TEST_FLAGS ?= -count=1 -p 1 -timeout 80m
 
-.PHONY: all build deps k8s run install test unit fuzz integration e2e test-node vm-image bench bench-smoke vet fmt clean
+.PHONY: all build deps k8s cri-tools run install test unit fuzz integration e2e critest test-node vm-image bench bench-smoke vet fmt clean
 
 all: build
 
@@ -61,6 +61,11 @@ vm-image:
 k8s:
 	bash hack/build-k8s.sh
 
+## cri-tools: crictl and critest (cri-tools $CRI_TOOLS_VERSION) in /opt/keelson/bin, and
+## Debian's dynamic busybox that critest's busybox image is built from (cached)
+cri-tools:
+	bash hack/build-cri-tools.sh
+
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
@@ -85,6 +90,14 @@ e2e:
 	  rc=$${PIPESTATUS[0]}; \
 	  if [ $$rc -ne 0 ]; then echo "--- e2e diagnostics (bin/e2e.log) ---"; grep -E -A40 'diagnostics of|--- keelson log' bin/e2e.log | head -400; fi; \
 	  exit $$rc
+
+## critest: Kubernetes' CRI validation suite against keelson, every image built
+## locally (test/critest; about 15 min; output, report and logs in bin/critest/).
+## Prints each failed spec, expected or not, and `critest: N passed, N failed, N skipped`;
+## fails only when critest could not run (KEELSON_CRITEST_STRICT=1: also on a failure
+## not in test/critest's expectedFailures). KEELSON_CRITEST_FOCUS=<regexp> runs a subset.
+critest: cri-tools build
+	go test -count=1 -timeout 70m -v ./test/critest/
 
 ## bench: keelson and containerd's built-in CRI side by side (see README, Performance)
 bench: deps

@@ -44,6 +44,9 @@ type File struct {
 	Mode     int64  // permission bits; dirs and symlinks get defaults
 	Data     []byte
 	Linkname string // for symlinks
+	// Hardlink, when set, makes this entry a hard link to that path (relative, no
+	// leading slash), as the busybox images of Docker Hub link their applets.
+	Hardlink string
 	Dir      bool
 	// Type, when set, is a special file's tar type (tar.TypeFifo, tar.TypeChar)
 	// with its device numbers.
@@ -68,6 +71,10 @@ func Layer(files []File) (v1.Layer, error) {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
+	// A hard link's target must be in the archive before the link.
+	sort.SliceStable(paths, func(i, j int) bool {
+		return all[paths[i]].Hardlink == "" && all[paths[j]].Hardlink != ""
+	})
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, p := range paths {
@@ -79,6 +86,8 @@ func Layer(files []File) (v1.Layer, error) {
 			if f.Mode != 0 {
 				h.Mode = f.Mode
 			}
+		case f.Hardlink != "":
+			h.Typeflag, h.Linkname, h.Mode = tar.TypeLink, strings.TrimPrefix(f.Hardlink, "/"), 0o755
 		case f.Linkname != "":
 			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, f.Linkname, 0o777
 		case f.Type != 0:
