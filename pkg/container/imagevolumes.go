@@ -62,6 +62,11 @@ func (s *Service) mountImageVolumes(ctx context.Context, id string, cfg *runtime
 			return nil, fmt.Errorf("image volume %q at %s: %w", ref, m.GetContainerPath(), err)
 		}
 		m.HostPath, m.Image, m.ImageSubPath, m.Readonly = src, nil, "", true
+		// ContainerStatus reports which image the volume holds (kubelet shows it in
+		// the pod's volume status).
+		if img, err := s.images.Get(ref); err == nil {
+			cfg.GetMounts()[n].Image.ImageRef = img.ID
+		}
 	}
 	return out, nil
 }

@@ -56,7 +56,12 @@ var (
 	mNetTxErrors  = &metricDesc{"container_network_transmit_errors_total", "Cumulative count of errors encountered while transmitting.", counter, []string{"interface"}}
 
 	mFsUsage       = &metricDesc{"container_fs_usage_bytes", "Number of bytes consumed by the container's writable layer on this filesystem.", gauge, []string{"device"}}
-	mFsInodes      = &metricDesc{"container_fs_inodes_usage", "Number of inodes used by the container's writable layer on this filesystem.", gauge, []string{"device"}}
+	mFsInodesFree  = &metricDesc{"container_fs_inodes_free", "Number of available inodes on the filesystem of the container's writable layer.", gauge, []string{"device"}}
+	mFsInodesTotal = &metricDesc{"container_fs_inodes_total", "Number of inodes on the filesystem of the container's writable layer.", gauge, []string{"device"}}
+	mFsLimit       = &metricDesc{"container_fs_limit_bytes", "Number of bytes the container may use on the filesystem of its writable layer (the filesystem's size).", gauge, []string{"device"}}
+	mBlkio         = &metricDesc{"container_blkio_device_usage_total", "Blkio device bytes usage.", counter, []string{"device", "major", "minor", "operation"}}
+	mFDs           = &metricDesc{"container_file_descriptors", "Number of open file descriptors of the container's processes.", gauge, nil}
+	mSockets       = &metricDesc{"container_sockets", "Number of open sockets of the container's processes.", gauge, nil}
 	mFsReadBytes   = &metricDesc{"container_fs_reads_bytes_total", "Cumulative count of bytes read.", counter, []string{"device"}}
 	mFsReads       = &metricDesc{"container_fs_reads_total", "Cumulative count of reads completed.", counter, []string{"device"}}
 	mFsWriteBytes  = &metricDesc{"container_fs_writes_bytes_total", "Cumulative count of bytes written.", counter, []string{"device"}}
@@ -79,8 +84,8 @@ var metricDescs = []*metricDesc{
 	mMemUsage, mMemWorkingSet, mMemRSS, mMemCache, mMemMappedFile, mMemSwap, mMemKernel,
 	mMemMaxUsage, mMemFailcnt, mMemActiveFile, mMemInactiveFile, mMemFailures, mOOMEvents,
 	mNetRxBytes, mNetRxPackets, mNetRxDropped, mNetRxErrors, mNetTxBytes, mNetTxPackets, mNetTxDropped, mNetTxErrors,
-	mFsUsage, mFsInodes, mFsReadBytes, mFsReads, mFsWriteBytes, mFsWrites,
-	mProcesses, mThreads, mThreadsMax, mLastSeen, mStartTime,
+	mFsUsage, mFsInodesFree, mFsInodesTotal, mFsLimit, mFsReadBytes, mFsReads, mFsWriteBytes, mFsWrites, mBlkio,
+	mProcesses, mThreads, mThreadsMax, mFDs, mSockets, mLastSeen, mStartTime,
 	mSpecCPUPeriod, mSpecCPUQuota, mSpecCPUShares, mSpecMemLimit, mSpecSwapLimit,
 }
 

@@ -2,8 +2,15 @@ package cri
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -12,7 +19,8 @@ import (
 	"github.com/keelson/keelson/pkg/stats"
 )
 
-// ListPodSandboxMetrics reports, from the stats cache, cAdvisor-named metrics of every
+// ListPodSandboxMetrics reports, from the stats cache (sampled again first when older
+// than stats.FreshAge), cAdvisor-named metrics of every
 // ready pod (CPU, memory, processes and network, with an empty container label) and of
 // its containers whose task runs.
 func (s *Server) ListPodSandboxMetrics(ctx context.Context, r *runtimeapi.ListPodSandboxMetricsRequest) (*runtimeapi.ListPodSandboxMetricsResponse, error) {
@@ -20,6 +28,7 @@ func (s *Server) ListPodSandboxMetrics(ctx context.Context, r *runtimeapi.ListPo
 	if err != nil {
 		return nil, err
 	}
+	st.Ensure(ctx)
 	byPod := map[string][]*container.Container{}
 	for _, c := range s.Containers.List() {
 		byPod[c.SandboxID] = append(byPod[c.SandboxID], c)
@@ -145,11 +154,24 @@ func (m *metricSet) container(c *container.Container, cs stats.ContainerStats) {
 		m.add(mFsReads, d.Reads, d.Device)
 		m.add(mFsWriteBytes, d.WriteBytes, d.Device)
 		m.add(mFsWrites, d.Writes, d.Device)
+		major, minor := deviceNumbers(d.Device)
+		m.add(mBlkio, d.ReadBytes, d.Device, major, minor, "Read")
+		m.add(mBlkio, d.WriteBytes, d.Device, major, minor, "Write")
 	}
 	if fs := cs.WritableLayer; fs != nil {
 		m.at(fs.Timestamp)
 		m.add(mFsUsage, fs.UsedBytes, fs.Mountpoint)
-		m.add(mFsInodes, fs.InodesUsed, fs.Mountpoint)
+		var sfs unix.Statfs_t
+		if fs.Mountpoint != "" && unix.Statfs(fs.Mountpoint, &sfs) == nil {
+			m.add(mFsInodesFree, sfs.Ffree, fs.Mountpoint)
+			m.add(mFsInodesTotal, sfs.Files, fs.Mountpoint)
+			m.add(mFsLimit, sfs.Blocks*uint64(sfs.Bsize), fs.Mountpoint)
+		}
+	}
+	if pid := c.Status().Pid; pid > 0 {
+		fds, sockets := openFiles(int(pid))
+		m.add(mFDs, fds)
+		m.add(mSockets, sockets)
 	}
 	seen := time.Now()
 	if cs.CPU != nil {
@@ -171,8 +193,74 @@ func (m *metricSet) container(c *container.Container, cs stats.ContainerStats) {
 		{mSpecMemLimit, res.GetMemoryLimitInBytes()},
 		{mSpecSwapLimit, res.GetMemorySwapLimitInBytes()},
 	} {
-		if spec.v > 0 {
-			m.add(spec.d, uint64(spec.v))
+		// As cAdvisor: 0 for what is not set (no quota, no limit).
+		m.add(spec.d, uint64(max(spec.v, 0)))
+	}
+}
+
+// deviceNumbers splits a "major:minor" device label; a named device gives "".
+func deviceNumbers(dev string) (major, minor string) {
+	major, minor, ok := strings.Cut(dev, ":")
+	if !ok {
+		return "", ""
+	}
+	return major, minor
+}
+
+// openFiles counts the open file descriptors and sockets of the processes in the
+// cgroup of pid (the container's init), or of pid alone when its cgroup cannot be
+// read. Processes that exit meanwhile are skipped.
+func openFiles(pid int) (fds, sockets uint64) {
+	for _, p := range cgroupProcs(pid) {
+		dir := fmt.Sprintf("/proc/%d/fd", p)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			fds++
+			if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(target, "socket:") {
+				sockets++
+			}
 		}
 	}
+	return fds, sockets
+}
+
+// cgroupProcs lists the processes sharing pid's cgroup (v2, or v1's pids or memory
+// hierarchy).
+func cgroupProcs(pid int) []int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return []int{pid}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var file string
+		switch {
+		case parts[0] == "0" && parts[1] == "":
+			file = filepath.Join("/sys/fs/cgroup", parts[2], "cgroup.procs")
+		case slices.Contains(strings.Split(parts[1], ","), "pids"):
+			file = filepath.Join("/sys/fs/cgroup/pids", parts[2], "cgroup.procs")
+		default:
+			continue
+		}
+		procs, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		var out []int
+		for _, f := range strings.Fields(string(procs)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return []int{pid}
 }

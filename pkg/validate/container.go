@@ -157,6 +157,9 @@ func Mounts(field string, ms []*runtimeapi.Mount) error {
 			if err := plainText(f+".image.image", ref, false); err != nil {
 				return err
 			}
+			if !m.GetReadonly() {
+				return invalid(f+".readonly", "is false for an image volume; image volumes are read-only (kubelet always sets it)")
+			}
 			if sub := m.GetImageSubPath(); sub != "" {
 				if err := plainText(f+".image_sub_path", sub, true); err != nil {
 					return err

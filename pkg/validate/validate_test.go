@@ -267,13 +267,16 @@ func TestContainer(t *testing.T) {
 			}
 		}},
 		{name: "image volume with a sub path", mod: func(c *runtimeapi.ContainerConfig) {
-			c.Mounts[0] = &runtimeapi.Mount{ContainerPath: "/models", Image: &runtimeapi.ImageSpec{Image: "registry.k8s.io/models:1"}, ImageSubPath: "llm/weights"}
+			c.Mounts[0] = &runtimeapi.Mount{ContainerPath: "/models", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "registry.k8s.io/models:1"}, ImageSubPath: "llm/weights"}
 		}},
 		{name: "image volume sub path escaping", mod: func(c *runtimeapi.ContainerConfig) {
-			c.Mounts[0] = &runtimeapi.Mount{ContainerPath: "/models", Image: &runtimeapi.ImageSpec{Image: "models:1"}, ImageSubPath: "../../etc"}
+			c.Mounts[0] = &runtimeapi.Mount{ContainerPath: "/models", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "models:1"}, ImageSubPath: "../../etc"}
 		}, field: "config.mounts[0].image_sub_path"},
+		{name: "image volume not read-only", mod: func(c *runtimeapi.ContainerConfig) {
+			c.Mounts[0] = &runtimeapi.Mount{ContainerPath: "/models", Image: &runtimeapi.ImageSpec{Image: "models:1"}}
+		}, field: "config.mounts[0].readonly"},
 		{name: "image volume absolute sub path", mod: func(c *runtimeapi.ContainerConfig) {
-			c.Mounts[0] = &runtimeapi.Mount{ContainerPath: "/models", Image: &runtimeapi.ImageSpec{Image: "models:1"}, ImageSubPath: "/etc"}
+			c.Mounts[0] = &runtimeapi.Mount{ContainerPath: "/models", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "models:1"}, ImageSubPath: "/etc"}
 		}, field: "config.mounts[0].image_sub_path"},
 		{name: "mount path with .. (cleaned, inside the rootfs)", mod: func(c *runtimeapi.ContainerConfig) { c.Mounts[0].ContainerPath = "/data/../cache" }},
 		{name: "= in env key", mod: func(c *runtimeapi.ContainerConfig) { c.Envs[0].Key = "A=B" }, field: "config.envs[0].key"},

@@ -84,8 +84,8 @@ func TestImageVolumes(t *testing.T) {
 	p := newPod(t, k, "imgvol")
 	cfg := ctrConfig("user", images.Busybox, "sleep", "100000")
 	cfg.Mounts = []*runtimeapi.Mount{
-		{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: images.EchoServer}},
-		{ContainerPath: "/sub", Image: &runtimeapi.ImageSpec{Image: images.Busybox}, ImageSubPath: "bin"},
+		{ContainerPath: "/img", Readonly: true, Image: &runtimeapi.ImageSpec{Image: images.EchoServer}},
+		{ContainerPath: "/sub", Readonly: true, Image: &runtimeapi.ImageSpec{Image: images.Busybox}, ImageSubPath: "bin"},
 	}
 	id := p.run(t, cfg)
 	for _, check := range [][]string{
@@ -115,7 +115,7 @@ func TestImageVolumes(t *testing.T) {
 
 	// A sub path the image lacks is refused, and leaves nothing.
 	bad := ctrConfig("bad", images.Busybox, "true")
-	bad.Mounts = []*runtimeapi.Mount{{ContainerPath: "/x", Image: &runtimeapi.ImageSpec{Image: images.Busybox}, ImageSubPath: "no/such/dir"}}
+	bad.Mounts = []*runtimeapi.Mount{{ContainerPath: "/x", Readonly: true, Image: &runtimeapi.ImageSpec{Image: images.Busybox}, ImageSubPath: "no/such/dir"}}
 	if _, err := p.create(t, bad); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("missing image_sub_path: %v, want InvalidArgument", err)
 	}
