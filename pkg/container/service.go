@@ -79,6 +79,9 @@ type Service struct {
 
 // New returns the service; Load recovers existing containers.
 func New(conn *runtime.Conn, imgs *keelsonimages.Service, sandboxes *sandbox.Service, opts Options) *Service {
+	if opts.SELinux == nil {
+		opts.SELinux = selinux.Host{}
+	}
 	s := &Service{
 		conn: conn, client: conn.Client, images: imgs, sandboxes: sandboxes, opts: opts,
 		ownOOM: oci.OwnOOMScoreAdj(), store: store.NewStore[*Container](),
@@ -199,7 +202,7 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 		return "", err
 	}
 	nsCtx := namespaces.WithNamespace(ctx, s.conn.Namespace)
-	labels, err := s.selinux().Container(sb.SELinux, cfg.GetLinux().GetSecurityContext().GetSelinuxOptions())
+	labels, err := s.opts.SELinux.Container(sb.SELinux, cfg.GetLinux().GetSecurityContext().GetSelinuxOptions())
 	if err != nil {
 		return "", fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 	}
@@ -228,7 +231,7 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 	}
 	for _, m := range cfg.GetMounts() {
 		if m.GetSelinuxRelabel() && m.GetImage().GetImage() == "" {
-			if err := s.selinux().Relabel(m.GetHostPath(), labels, false); err != nil {
+			if err := s.opts.SELinux.Relabel(m.GetHostPath(), labels, false); err != nil {
 				return "", err
 			}
 		}
@@ -312,14 +315,6 @@ func shimWentAway(err error) bool {
 	return strings.Contains(msg, "failed to start shim") &&
 		(strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such file or directory")) ||
 		strings.Contains(msg, "failed to create shim task") && strings.Contains(msg, "ttrpc: closed")
-}
-
-// selinux is the configured labeler, the node's by default.
-func (s *Service) selinux() selinux.Labeler {
-	if s.opts.SELinux != nil {
-		return s.opts.SELinux
-	}
-	return selinux.Host{}
 }
 
 // makeHostPaths creates the missing host directories of bind mounts, as containerd's

@@ -71,3 +71,20 @@ func TestPinIPCAndUTS(t *testing.T) {
 		}
 	}
 }
+
+// A mount point that cannot be made takes back the ones made before it.
+func TestMountPointsAllOrNothing(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	paths := map[int]string{1: filepath.Join(dir, "ns", "a"), 2: filepath.Join(dir, "ns", "b"), 3: filepath.Join(dir, "file", "c")}
+	if err := mountPoints(paths); err == nil {
+		t.Fatal("a mount point under a regular file was made")
+	}
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s left behind", p)
+		}
+	}
+}

@@ -16,22 +16,15 @@ import (
 // pause process.
 func Pin(paths map[int]string, inside func() error) (retErr error) {
 	flags := 0
-	for t, p := range paths {
+	for t := range paths {
 		flags |= t
-		if err := os.MkdirAll(filepath.Dir(p), 0o711); err != nil {
-			return err
-		}
-		f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-		if err != nil {
-			return fmt.Errorf("creating namespace mount point: %w", err)
-		}
-		f.Close()
+	}
+	if err := mountPoints(paths); err != nil {
+		return err
 	}
 	defer func() {
 		if retErr != nil {
-			for _, p := range paths {
-				_ = Remove(p)
-			}
+			removeAll(paths)
 		}
 	}()
 	errc := make(chan error, 1)
@@ -75,6 +68,36 @@ func Pin(paths map[int]string, inside func() error) (retErr error) {
 		runtime.UnlockOSThread()
 	}()
 	return <-errc
+}
+
+// mountPoints creates the empty files namespaces are pinned on; on failure it
+// removes those it made.
+func mountPoints(paths map[int]string) error {
+	var made []string
+	for _, p := range paths {
+		err := os.MkdirAll(filepath.Dir(p), 0o711)
+		if err == nil {
+			var f *os.File
+			if f, err = os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444); err == nil {
+				f.Close()
+				made = append(made, p)
+				continue
+			}
+			err = fmt.Errorf("creating namespace mount point: %w", err)
+		}
+		for _, m := range made {
+			_ = os.Remove(m)
+		}
+		return err
+	}
+	return nil
+}
+
+// removeAll unpins and removes every path (best effort: for rollbacks).
+func removeAll(paths map[int]string) {
+	for _, p := range paths {
+		_ = Remove(p)
+	}
 }
 
 // DoIn runs fn on a thread inside the namespace of type nstype pinned at path, and

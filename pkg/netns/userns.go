@@ -3,7 +3,6 @@ package netns
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/containerd/containerd/v2/pkg/sys"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -22,24 +21,17 @@ func PinInUserNS(paths map[int]string, uid, gid specs.LinuxIDMapping) (retErr er
 		return fmt.Errorf("no path to pin the user namespace at")
 	}
 	var flags uintptr
-	for t, p := range paths {
+	for t := range paths {
 		if t != unix.CLONE_NEWUSER {
 			flags |= uintptr(t)
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o711); err != nil {
-			return err
-		}
-		f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-		if err != nil {
-			return fmt.Errorf("creating namespace mount point: %w", err)
-		}
-		f.Close()
+	}
+	if err := mountPoints(paths); err != nil {
+		return err
 	}
 	defer func() {
 		if retErr != nil {
-			for _, p := range paths {
-				_ = Remove(p)
-			}
+			removeAll(paths)
 		}
 	}()
 	mapping := func(m specs.LinuxIDMapping) string { return fmt.Sprintf("%d:%d:%d", m.ContainerID, m.HostID, m.Size) }

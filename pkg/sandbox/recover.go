@@ -37,7 +37,7 @@ func (s *Service) Load(ctx context.Context) error {
 	}
 	for _, c := range list {
 		sb := s.load(ctx, c)
-		s.selinux().Reserve(sb.SELinux) // no new pod may get its MCS level
+		s.opts.SELinux.Reserve(sb.SELinux) // no new pod may get its MCS level
 		s.store.Put(sb.ID, sb)
 		if sb.Name != "" {
 			if err := s.names.Reserve(sb.Name, sb.ID); err != nil {

@@ -119,12 +119,12 @@ func (c *creation) rollback(err error) error {
 
 // label reserves the pod's SELinux labels (none where SELinux is off).
 func (c *creation) label(context.Context) error {
-	l, err := c.s.selinux().Pod(c.sb.Config.GetLinux().GetSecurityContext().GetSelinuxOptions())
+	l, err := c.s.opts.SELinux.Pod(c.sb.Config.GetLinux().GetSecurityContext().GetSelinuxOptions())
 	if err != nil {
 		return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	c.sb.SELinux = l
-	c.undo.Push("release SELinux labels", func(context.Context) error { c.s.selinux().Release(l); return nil })
+	c.undo.Push("release SELinux labels", func(context.Context) error { c.s.opts.SELinux.Release(l); return nil })
 	return nil
 }
 
@@ -271,7 +271,7 @@ func (c *creation) writeFiles(context.Context) error {
 	// The pod's containers share its files and /dev/shm.
 	for _, p := range []string{sb.Dir, sb.ShmPath} {
 		if p != "" {
-			if err := c.s.selinux().Relabel(p, sb.SELinux, true); err != nil {
+			if err := c.s.opts.SELinux.Relabel(p, sb.SELinux, true); err != nil {
 				return err
 			}
 		}

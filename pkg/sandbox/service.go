@@ -71,6 +71,9 @@ type Service struct {
 
 // New returns the service; Load recovers existing sandboxes.
 func New(conn *runtime.Conn, imgs *keelsonimages.Service, network *cni.Manager, opts Options) *Service {
+	if opts.SELinux == nil {
+		opts.SELinux = selinux.Host{}
+	}
 	return &Service{
 		conn:    conn,
 		client:  conn.Client,
@@ -84,14 +87,6 @@ func New(conn *runtime.Conn, imgs *keelsonimages.Service, network *cni.Manager, 
 
 // SetHooks installs the container service's hooks.
 func (s *Service) SetHooks(h Hooks) { s.hooks = h }
-
-// selinux is the configured labeler, the node's by default.
-func (s *Service) selinux() selinux.Labeler {
-	if s.opts.SELinux != nil {
-		return s.opts.SELinux
-	}
-	return selinux.Host{}
-}
 
 func (s *Service) netnsPath(id string) string { return filepath.Join(s.opts.StateDir, "netns", id) }
 func (s *Service) stateDir(id string) string  { return filepath.Join(s.opts.StateDir, "sandboxes", id) }
@@ -366,7 +361,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	if err := errors.Join(sb.status.Remove(), os.RemoveAll(s.stateDir(sb.ID)), os.RemoveAll(sb.Dir)); err != nil {
 		return err
 	}
-	s.selinux().Release(sb.SELinux)
+	s.opts.SELinux.Release(sb.SELinux)
 	s.network.Forget(sb.ID)
 	s.store.Delete(sb.ID)
 	s.names.Release(sb.Name, sb.ID)
