@@ -139,14 +139,7 @@ func CRIToolsBusyboxImage() (v1.Image, error) {
 			return nil, err
 		}
 		files = append(files, libs...)
-		layer, err := Layer(files)
-		if err != nil {
-			return nil, err
-		}
-		return Image(v1.Config{
-			Cmd: []string{"sh"},
-			Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-		}, layer)
+		return shellImage(files)
 	})
 }
 

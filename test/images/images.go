@@ -197,14 +197,7 @@ func BusyboxImage() (v1.Image, error) {
 			}
 			files = append(files, File{Path: applet, Linkname: "/bin/busybox"})
 		}
-		layer, err := Layer(files)
-		if err != nil {
-			return nil, err
-		}
-		return Image(v1.Config{
-			Cmd: []string{"sh"},
-			Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-		}, layer)
+		return shellImage(files)
 	})
 }
 
@@ -318,4 +311,16 @@ func goTool() string {
 		return p
 	}
 	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+// shellImage is an image of files whose command is sh, with the usual PATH.
+func shellImage(files []File) (v1.Image, error) {
+	layer, err := Layer(files)
+	if err != nil {
+		return nil, err
+	}
+	return Image(v1.Config{
+		Cmd: []string{"sh"},
+		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+	}, layer)
 }
