@@ -669,6 +669,8 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	if err == nil {
 		if task, err := cc.Task(ctx, nil); err == nil {
 			s.deleteTask(ctx, c, task)
+		} else if errdefs.IsNotFound(err) {
+			s.deleteStrayTask(ctx, c)
 		}
 		if err := cc.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("deleting container %s: %w", c.ID, err)
@@ -697,6 +699,15 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	s.publish(events.Deleted, c)
 	klog.V(2).InfoS("Container removed", "containerID", c.ID)
 	return nil
+}
+
+// deleteStrayTask deletes the task of a container that containerd does not know
+// but the pod's shim may still hold: a creation cut short by a kill (see
+// runtime.DeleteStrayTask). Otherwise that shim would never exit.
+func (s *Service) deleteStrayTask(ctx context.Context, c *Container) {
+	if _, err := s.conn.DeleteStrayTask(ctx, c.SandboxID, c.ID); err != nil {
+		klog.ErrorS(err, "Deleting a task its shim may hold (keelson doctor lists the shim)", "containerID", c.ID)
+	}
 }
 
 // StopPod stops every container of a sandbox (sandbox hook). Containers get no grace

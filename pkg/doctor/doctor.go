@@ -102,13 +102,26 @@ func (n *Node) Audit(ctx context.Context) ([]Finding, error) {
 		}
 	}
 	if shims, err := n.Conn.OrphanShims(ctx, n.ShimMinAge); err == nil {
+		orphan := map[int]bool{}
 		for _, sh := range shims {
+			orphan[sh.Pid] = true
 			add(Finding{Kind: "shim", What: fmt.Sprintf("pid %d serving %s, no task behind it", sh.Pid, short(sh.ID)), fix: func(context.Context) error {
 				if err := syscall.Kill(sh.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 					return err
 				}
 				return nil
 			}})
+		}
+		// A shim of a pod (or task) keelson has no record of, still running
+		// something: what containerd lost of a creation cut short.
+		for _, sh := range runtime.Shims(n.Conn.Namespace, n.Conn.Address) {
+			if !orphan[sh.Pid] && !known[sh.ID] && time.Since(sh.Started) >= n.ShimMinAge {
+				group := sh.ID
+				add(Finding{Kind: "shim", What: fmt.Sprintf("pid %d serving %s, which keelson has no record of", sh.Pid, short(group)), fix: func(context.Context) error {
+					n.Conn.EndPodShim(group)
+					return nil
+				}})
+			}
 		}
 	}
 	sn := n.Client.SnapshotService(n.Snapshotter)

@@ -292,6 +292,10 @@ func (s *Service) stopInfra(ctx context.Context, sb *Sandbox) error {
 	}
 	task, err := container.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {
+		// A creation cut short may live on in the shim (see runtime.DeleteStrayTask).
+		if _, err := s.conn.DeleteStrayTask(ctx, sb.ID, sb.ID); err != nil {
+			klog.ErrorS(err, "Deleting an infra task its shim may hold (keelson doctor lists the shim)", "podSandboxID", sb.ID)
+		}
 		return nil
 	}
 	if err != nil {
@@ -357,6 +361,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 			klog.ErrorS(err, "Removing the pause container's cgroup (keelson doctor lists it)", "podSandboxID", sb.ID)
 		}
 	}
+	s.conn.EndPodShim(sb.ID)
 	// From here on nothing may write the sandbox's files again.
 	if err := errors.Join(sb.status.Remove(), os.RemoveAll(s.stateDir(sb.ID)), os.RemoveAll(sb.Dir)); err != nil {
 		return err

@@ -125,6 +125,8 @@ type Keelson struct {
 	CertsDir string // images.registry_config_dir
 	// ContainerdSocket is the containerd keelson uses (supervised or external).
 	ContainerdSocket string
+
+	cleanupSet bool
 	// CgroupParent is a cgroup parent for this instance's pods (removed at the end).
 	CgroupParent string
 	Cmd          *exec.Cmd
@@ -318,7 +320,10 @@ func (k *Keelson) StartNoWait(opts Options) error {
 		logf.Close()
 		close(k.exited)
 	}()
-	k.t.Cleanup(k.cleanup)
+	if !k.cleanupSet {
+		k.t.Cleanup(k.cleanup) // once for all restarts: it prints the log
+		k.cleanupSet = true
+	}
 	return nil
 }
 
