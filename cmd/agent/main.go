@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -161,6 +162,7 @@ func run(args []string) int {
 	defer cancel()
 	stop := make(chan os.Signal, 2)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	var running atomic.Pointer[daemon.Daemon] // set once serving, for reloads
 	other := make(chan os.Signal, 4)
 	signal.Notify(other, syscall.SIGHUP, syscall.SIGUSR1)
 	go func() {
@@ -175,7 +177,12 @@ func run(args []string) int {
 					continue
 				}
 				setLevel(reloaded.LogLevel)
-				klog.InfoS("SIGHUP: reloaded log level", "level", reloaded.LogLevel)
+				if d := running.Load(); d != nil {
+					applied, needRestart := d.Reload(reloaded)
+					klog.InfoS("SIGHUP: config reloaded", "applied", applied, "needRestart", needRestart)
+				} else {
+					klog.InfoS("SIGHUP: reloaded the log level (keelson is still starting)", "level", reloaded.LogLevel)
+				}
 			}
 		}
 	}()
@@ -199,6 +206,7 @@ func run(args []string) int {
 		klog.ErrorS(err, "keelson failed to start")
 		return 1
 	}
+	running.Store(d)
 	notify(sd.SdNotifyReady + "\nSTATUS=serving CRI on " + cfg.GRPC.Socket)
 	go watchdog(ctx, cfg.GRPC.Socket)
 	code := 0

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containernetworking/cni/libcni"
 	cnitypes "github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/metrics"
 )
 
 // IfName is the pod's interface inside its network namespace.
@@ -74,7 +77,9 @@ func (m *Manager) Attach(ctx context.Context, pod Pod) (*Result, error) {
 	if err := m.savePending(pod, network); err != nil {
 		return nil, fmt.Errorf("recording the attachment of %s: %w", pod.ID, err)
 	}
+	start := time.Now()
 	res, err := m.cni.AddNetworkList(ctx, network, pod.runtimeConf())
+	metrics.ObserveCNI("add", start, err)
 	if err != nil {
 		return nil, fmt.Errorf("CNI ADD on network %q (%s): %w", network.Name, file, err)
 	}
@@ -115,7 +120,8 @@ func toResult(res cnitypes.Result) (*Result, error) {
 // config its pending record names; else the current one. It must run while the
 // netns still exists (the bridge plugin removes its rules only then); a missing
 // netns is passed as "" so plugins still release IPs and rules.
-func (m *Manager) Detach(ctx context.Context, pod Pod) error {
+func (m *Manager) Detach(ctx context.Context, pod Pod) (retErr error) {
+	defer func(start time.Time) { metrics.ObserveCNI("del", start, retErr) }(time.Now())
 	rt := pod.runtimeConf()
 	if _, err := os.Stat(rt.NetNS); err != nil {
 		rt.NetNS = ""
@@ -196,7 +202,10 @@ func (m *Manager) GC(ctx context.Context, valid map[string]bool) {
 	for id := range valid {
 		args.ValidAttachments = append(args.ValidAttachments, cnitypes.GCAttachment{ContainerID: id, IfName: IfName})
 	}
-	if err := m.cni.GCNetworkList(ctx, network, args); err != nil {
+	start := time.Now()
+	err = m.cni.GCNetworkList(ctx, network, args)
+	metrics.ObserveCNI("gc", start, err)
+	if err != nil {
 		klog.ErrorS(err, "CNI GC verb failed", "network", network.Name)
 	}
 }

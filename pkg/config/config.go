@@ -18,6 +18,9 @@ import (
 // DefaultRuntimeType is the containerd shim used by handlers that name none.
 const DefaultRuntimeType = "io.containerd.runc.v2"
 
+// DefaultMetricsAddress is where Prometheus metrics are served by default.
+const DefaultMetricsAddress = "127.0.0.1:9469"
+
 // DefaultPath is where keelson looks for its config file when --config is not given.
 const DefaultPath = "/etc/keelson/config.toml"
 
@@ -30,7 +33,7 @@ type Config struct {
 	// GCInterval is how often the background collection runs.
 	GCInterval Duration `toml:"gc_interval" comment:"How often keelson collects what no pod owns: CNI attachments of sandboxes that are gone (CNI DEL, then the CNI GC verb with the valid attachments) and containerd shims that serve no task. Also done at start."`
 	// StatsInterval is how often every task's stats are sampled in the background.
-	StatsInterval Duration `toml:"stats_interval" comment:"How often keelson samples every container's and pod's CPU, memory, processes and network (kubelet asks every 10s). A stats call also samples on demand what is more than a second old, so crictl stats shows current CPU use; writable layers are measured every six intervals."`
+	StatsInterval Duration `toml:"stats_interval" comment:"How often keelson samples every container's and pod's CPU, memory, processes and network (kubelet asks every 10s). A stats call also samples on demand what is more than a second old, so crictl stats shows current CPU use; writable layers are measured every six intervals. Reloaded on SIGHUP."`
 
 	GRPC       GRPC       `toml:"grpc" comment:"The CRI gRPC endpoint kubelet and crictl talk to."`
 	Containerd Containerd `toml:"containerd" comment:"The containerd keelson drives."`
@@ -39,6 +42,21 @@ type Config struct {
 	Images     Images     `toml:"images" comment:"Image pulls and the sandbox (pause) image."`
 	Streaming  Streaming  `toml:"streaming" comment:"The HTTP server behind Exec, Attach and PortForward: those RPCs return a URL on it (with a single-use token valid for a minute) that kubelet or crictl connect to over SPDY or WebSocket."`
 	CDI        CDI        `toml:"cdi" comment:"Devices by CDI name (Container Device Interface): what device plugins and DRA drivers hand to containers."`
+	Metrics    Metrics    `toml:"metrics" comment:"Prometheus metrics at /metrics (README: Operating keelson lists them). Every key is reloaded on SIGHUP."`
+	Debug      Debug      `toml:"debug" comment:"Go profiling (pprof) and goroutine dumps at /debug/pprof/. Off unless an address is set. Reloaded on SIGHUP."`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Address           string   `toml:"address" comment:"Where /metrics is served: host:port, or unix:///path for a unix socket (mode 0600). Empty: no metrics endpoint."`
+	TLSCertFile       string   `toml:"tls_cert_file" comment:"Server certificate (PEM) to serve HTTPS on a TCP address; needs tls_key_file. Empty: plain HTTP."`
+	TLSKeyFile        string   `toml:"tls_key_file" comment:"Server private key (PEM) for tls_cert_file."`
+	LeakAuditInterval Duration `toml:"leak_audit_interval" comment:"How often the background leak audit (what keelson doctor reports: network namespaces, IPs, iptables rules, cgroups, containerd objects no pod owns) runs to update keelson_leaks. 0: never."`
+}
+
+// Debug configures the profiling endpoint.
+type Debug struct {
+	Address string `toml:"address" comment:"Where /debug/pprof/ is served: host:port or unix:///path. Empty: off. Anyone reaching it can read keelson's memory profile: keep it on loopback or a socket."`
 }
 
 // GRPC configures the CRI listeners.
@@ -92,9 +110,9 @@ type CNI struct {
 // Images configures the image service.
 type Images struct {
 	SandboxImage           string   `toml:"sandbox_image" comment:"Image of the pod infra (pause) container. Pinned: kubelet's image GC never removes it."`
-	RegistryConfigDir      string   `toml:"registry_config_dir" comment:"containerd hosts.toml directory (<dir>/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs, client certs, headers."`
-	AuthFile               string   `toml:"auth_file" comment:"docker-style config.json with registry credentials, used when a pull carries none. Empty: none."`
-	PullProgressTimeout    Duration `toml:"pull_progress_timeout" comment:"A pull whose bytes stop moving this long is cancelled. A slow but moving pull is never cut."`
+	RegistryConfigDir      string   `toml:"registry_config_dir" comment:"containerd hosts.toml directory (<dir>/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs, client certs, headers. Reloaded on SIGHUP."`
+	AuthFile               string   `toml:"auth_file" comment:"docker-style config.json with registry credentials, used when a pull carries none. Empty: none. Reloaded on SIGHUP."`
+	PullProgressTimeout    Duration `toml:"pull_progress_timeout" comment:"A pull whose bytes stop moving this long is cancelled. A slow but moving pull is never cut. Reloaded on SIGHUP."`
 	MaxConcurrentDownloads int      `toml:"max_concurrent_downloads" comment:"Layer downloads run at once across all pulls."`
 }
 
@@ -155,6 +173,10 @@ func Default() Config {
 			MaxConcurrentDownloads: 3,
 		},
 		CDI: CDI{Enabled: true, SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
+		Metrics: Metrics{
+			Address:           DefaultMetricsAddress,
+			LeakAuditInterval: Duration(5 * time.Minute),
+		},
 		Streaming: Streaming{
 			Address:     "127.0.0.1",
 			IdleTimeout: Duration(4 * time.Hour),
@@ -231,6 +253,17 @@ func (c *Config) Validate() error {
 	}
 	if c.GCInterval <= 0 {
 		bad("gc_interval must be positive")
+	}
+	if c.Metrics.LeakAuditInterval < 0 {
+		bad("metrics.leak_audit_interval must not be negative")
+	}
+	for key, e := range map[string]struct{ address, cert, key string }{
+		"metrics": {c.Metrics.Address, c.Metrics.TLSCertFile, c.Metrics.TLSKeyFile},
+		"debug":   {c.Debug.Address, "", ""},
+	} {
+		if err := checkEndpoint(key, e.address, e.cert, e.key); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.StatsInterval < Duration(time.Second) {
 		bad("stats_interval must be at least 1s, got %s", c.StatsInterval.D())
@@ -326,4 +359,28 @@ func (c *Config) HandlerNames() []string {
 	}
 	sortStrings(names)
 	return names
+}
+
+// checkEndpoint validates an HTTP endpoint's keys: host:port or a unix socket, and
+// both TLS files or none.
+func checkEndpoint(key, address, cert, tlsKey string) error {
+	if address == "" {
+		return nil
+	}
+	if (cert == "") != (tlsKey == "") {
+		return fmt.Errorf("%s.tls_cert_file and %s.tls_key_file go together", key, key)
+	}
+	if p, ok := strings.CutPrefix(address, "unix://"); ok || strings.HasPrefix(address, "/") {
+		if !ok {
+			p = address
+		}
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("%s.address %q: a unix socket needs an absolute path (unix:///path)", key, address)
+		}
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(address); err != nil || port == "" {
+		return fmt.Errorf("%s.address %q is neither host:port nor unix:///path", key, address)
+	}
+	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/metrics"
 )
 
 // Verbosity of call logs: reads are frequent (kubelet relists every second), so they
@@ -47,7 +49,9 @@ func UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 			klog.ErrorS(fmt.Errorf("panic: %v", r), "CRI handler panicked", "method", method, "stack", string(debug.Stack()))
 			resp, err = nil, status.Errorf(codes.Internal, "%s: internal error (panic: %v); see keelson's log", method, r)
 		}
-		logCall(method, time.Since(start), err, resp)
+		took := time.Since(start)
+		logCall(method, took, err, resp)
+		metrics.CRIRequestDuration.WithLabelValues(method, status.Code(err).String()).Observe(took.Seconds())
 	}()
 	resp, err = handler(ctx, req)
 	return resp, ToStatus(err)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -45,7 +46,9 @@ const maxShimSocketDir = 42
 
 // Daemon is a running keelson.
 type Daemon struct {
+	cfgMu      sync.RWMutex // cfg changes on a reload
 	cfg        config.Config
+	bg         context.Context // lives until Shutdown
 	locks      []*os.File
 	sup        *runtime.Supervisor
 	conn       *runtime.Conn
@@ -65,13 +68,14 @@ type Daemon struct {
 	userns     map[string]error                   // by runtime handler: nil when pods may have their own user namespace
 	// cgroupDriver is the driver in use (runtime.cgroup_driver resolved).
 	cgroupDriver string
+	obs          observability
 }
 
 // Start brings keelson up in order — locks, containerd, state recovery, CNI, gRPC —
 // and logs one banner line when it serves. On error everything started is stopped.
 func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	bg, cancel := context.WithCancel(context.Background())
-	d = &Daemon{cfg: cfg, cancel: cancel, serveErr: make(chan error, 2), events: &events.Broadcaster{}}
+	d = &Daemon{cfg: cfg, bg: bg, cancel: cancel, serveErr: make(chan error, 2), events: &events.Broadcaster{}}
 	defer func() {
 		if retErr != nil {
 			stopCtx, stop := context.WithTimeout(context.Background(), 30*time.Second)
@@ -247,6 +251,9 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	}()
 	klog.InfoS("Streaming server listening", "url", d.streaming.URL())
 
+	if err := d.startObservability(bg); err != nil {
+		return d, err
+	}
 	if err := d.serve(); err != nil {
 		return d, err
 	}
@@ -353,7 +360,7 @@ func (d *Daemon) collect(ctx context.Context) {
 
 // info is Status's verbose information.
 func (d *Daemon) info() map[string]string {
-	cfgJSON, _ := json.Marshal(d.cfg)
+	cfgJSON, _ := json.Marshal(d.config())
 	info := map[string]string{
 		"config":            string(cfgJSON),
 		"containerdAddress": d.conn.Address,
@@ -385,11 +392,11 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		}
 		stopped := make(chan struct{})
 		go func() { g.GracefulStop(); close(stopped) }()
-		grace := time.NewTimer(d.cfg.GRPC.ShutdownGrace.D())
+		grace := time.NewTimer(d.config().GRPC.ShutdownGrace.D())
 		select {
 		case <-stopped:
 		case <-grace.C:
-			klog.InfoS("Calls still running after the shutdown grace period; cutting them", "grace", d.cfg.GRPC.ShutdownGrace.D())
+			klog.InfoS("Calls still running after the shutdown grace period; cutting them", "grace", d.config().GRPC.ShutdownGrace.D())
 			g.Stop()
 		case <-ctx.Done():
 			g.Stop()
@@ -405,6 +412,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	for _, l := range d.listeners {
 		_ = l.Close()
 	}
+	d.stopObservability()
 	d.cancel()
 	if d.conn != nil {
 		if err := d.conn.Close(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
@@ -18,6 +19,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/metrics"
 )
 
 // Pull fetches ref and unpacks it into the snapshotter for this platform, and returns
@@ -49,7 +52,9 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 	host := reference.Domain(named)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	prog := newProgress(s.opts.PullProgressTimeout, cancel)
+	opts := s.pullOpts.Load()
+	prog := newProgress(opts.PullProgressTimeout, cancel)
+	defer func(start time.Time) { metrics.ObservePull(start, prog.bytes.Load(), retErr) }(time.Now())
 	if !auth.empty() && auth.RegistryToken != "" {
 		prog.token, prog.tokenFor = auth.RegistryToken, auth.ServerAddress
 		if prog.tokenFor == "" {
@@ -60,12 +65,12 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 
 	resolver := docker.NewResolver(docker.ResolverOptions{
 		Hosts: config.ConfigureHosts(ctx, config.HostOptions{
-			HostDir: config.HostDirFromRoot(s.opts.RegistryConfigDir),
+			HostDir: config.HostDirFromRoot(opts.RegistryConfigDir),
 			Credentials: func(h string) (string, string, error) {
 				if !auth.empty() {
 					return auth.credentials(h)
 				}
-				fileAuth, err := loadAuthFile(s.opts.AuthFile, h)
+				fileAuth, err := loadAuthFile(opts.AuthFile, h)
 				if err != nil {
 					return "", "", err
 				}

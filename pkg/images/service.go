@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -39,12 +40,23 @@ type Options struct {
 	SandboxImage           string
 }
 
+// PullOptions are the pull settings a reload may change.
+type PullOptions struct {
+	RegistryConfigDir   string
+	AuthFile            string
+	PullProgressTimeout time.Duration
+}
+
+// SetPullOptions changes the settings of the pulls that start from now on.
+func (s *Service) SetPullOptions(o PullOptions) { s.pullOpts.Store(&o) }
+
 // Service manages the images of keelson's containerd namespace.
 type Service struct {
 	conn       *runtime.Conn
 	client     *containerd.Client
 	opts       Options
-	sandboxRef string // normalized sandbox image name, always pinned
+	pullOpts   atomic.Pointer[PullOptions] // what SIGHUP may change
+	sandboxRef string                      // normalized sandbox image name, always pinned
 	platform   platforms.MatchComparer
 
 	idx     *index
@@ -63,7 +75,7 @@ func New(conn *runtime.Conn, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("images.sandbox_image: %w", err)
 	}
-	return &Service{
+	s := &Service{
 		conn:         conn,
 		client:       conn.Client,
 		opts:         opts,
@@ -72,7 +84,9 @@ func New(conn *runtime.Conn, opts Options) (*Service, error) {
 		idx:          newIndex(),
 		limiter:      semaphore.NewWeighted(int64(opts.MaxConcurrentDownloads)),
 		contentCache: map[digest.Digest]*imageContent{},
-	}, nil
+	}
+	s.SetPullOptions(PullOptions{RegistryConfigDir: opts.RegistryConfigDir, AuthFile: opts.AuthFile, PullProgressTimeout: opts.PullProgressTimeout})
+	return s, nil
 }
 
 // Load rebuilds the index from containerd's image records.

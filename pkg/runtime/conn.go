@@ -13,6 +13,8 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"k8s.io/klog/v2"
+
+	"github.com/keelson/keelson/pkg/metrics"
 )
 
 // Conn is a containerd client plus a cached view of containerd's health, so that CRI
@@ -24,11 +26,12 @@ type Conn struct {
 
 	callTimeout time.Duration
 
-	mu      sync.RWMutex
-	ready   bool
-	reason  string
-	message string
-	version string
+	mu        sync.RWMutex
+	ready     bool
+	everReady bool // ready at least once: a later ready is a reconnect
+	reason    string
+	message   string
+	version   string
 }
 
 // Reasons reported in the RuntimeReady condition.
@@ -97,8 +100,13 @@ func (c *Conn) MarkDown(reason, message string) { c.setHealth(false, reason, mes
 func (c *Conn) setHealth(ready bool, reason, message string) {
 	c.mu.Lock()
 	changed := c.ready != ready
+	reconnect := changed && ready && c.everReady
+	c.everReady = c.everReady || ready
 	c.ready, c.reason, c.message = ready, reason, message
 	c.mu.Unlock()
+	if reconnect {
+		metrics.ContainerdReconnects.Inc()
+	}
 	if changed {
 		if ready {
 			klog.InfoS("containerd is ready", "address", c.Address)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/container"
+	"github.com/keelson/keelson/pkg/metrics"
 	"github.com/keelson/keelson/pkg/netns"
 	"github.com/keelson/keelson/pkg/sandbox"
 )
@@ -77,8 +78,9 @@ type Collector struct {
 	fsRoot   func(ctx context.Context) string
 	procRoot string
 
-	sampleMu sync.Mutex // one task sample at a time; callers that wait share its result
-	fsMu     sync.Mutex // one round of writable-layer measurements at a time
+	sampleMu sync.Mutex         // one task sample at a time; callers that wait share its result
+	interval chan time.Duration // a new background interval (SetInterval)
+	fsMu     sync.Mutex         // one round of writable-layer measurements at a time
 
 	mu         sync.RWMutex
 	mountpoint string
@@ -168,6 +170,7 @@ func newCollector(opts Options) *Collector {
 	return &Collector{
 		opts:     opts,
 		procRoot: "/proc",
+		interval: make(chan time.Duration, 1),
 		tasks:    map[string]*taskEntry{},
 		fs:       map[string]Filesystem{},
 		pods:     map[string]*podEntry{},
@@ -213,9 +216,21 @@ func (c *Collector) Start(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			case d := <-c.interval:
+				t.Reset(d)
 			}
 		}
 	}()
+}
+
+// SetInterval changes the background sampling interval (a config reload); the next
+// sample is taken at once.
+func (c *Collector) SetInterval(d time.Duration) {
+	select {
+	case <-c.interval: // an earlier change not taken yet: this one replaces it
+	default:
+	}
+	c.interval <- d
 }
 
 // Container is a container's last sample, from the cache only.
@@ -327,6 +342,9 @@ func (c *Collector) sample(ctx context.Context, scope map[string]bool) {
 // the targets it covered. The caller holds sampleMu.
 func (c *Collector) sampleTasks(ctx context.Context, scope map[string]bool, start time.Time) []target {
 	full := scope == nil
+	if full {
+		defer func() { metrics.StatsSampleDuration.Observe(time.Since(start).Seconds()) }()
+	}
 	all := c.list()
 	var in []target
 	running := 0

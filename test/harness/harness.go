@@ -88,6 +88,11 @@ type Options struct {
 	NoCNIConfig bool
 	// StatsInterval is the config's stats_interval; zero: the default.
 	StatsInterval time.Duration
+	// MetricsAddress is metrics.address; empty: a free port on 127.0.0.1 (MetricsURL
+	// finds it).
+	MetricsAddress string
+	// LeakAuditInterval is metrics.leak_audit_interval; zero: no background audit.
+	LeakAuditInterval time.Duration
 	// ExtraConfig is appended to the generated config.toml.
 	ExtraConfig string
 	// Registry, when set, is made the mirror of every registry host tests use
@@ -232,6 +237,10 @@ func Prepare(t testing.TB, opts Options) *Keelson {
 	if statsInterval == 0 {
 		statsInterval = 10 * time.Second
 	}
+	metricsAddress := opts.MetricsAddress
+	if metricsAddress == "" {
+		metricsAddress = "127.0.0.1:0" // a free port: instances may run side by side
+	}
 	cfg := fmt.Sprintf(`root_dir = %q
 state_dir = %q
 log_level = 4
@@ -255,8 +264,12 @@ stats_interval = %q
   pull_progress_timeout = %q
   auth_file = %q
   sandbox_image = %q
+
+[metrics]
+  address = %q
+  leak_audit_interval = %q
 `, k.RootDir, k.StateDir, statsInterval.String(), k.Socket, opts.ContainerdAddress, binary, k.CNIDir, binDirs,
-		k.CertsDir, progressTimeout, opts.AuthFile, sandboxImage)
+		k.CertsDir, progressTimeout, opts.AuthFile, sandboxImage, metricsAddress, opts.LeakAuditInterval.String())
 	if err := os.WriteFile(k.Config, []byte(cfg+opts.ExtraConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -384,6 +397,42 @@ func (k *Keelson) Stop(timeout time.Duration) error {
 	}
 }
 
+// Reload edits the config file (each old string must be in it; it becomes new),
+// sends SIGHUP and waits until keelson logs the reload; it returns that log line.
+func (k *Keelson) Reload(t testing.TB, oldNew ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(k.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(b)
+	for i := 0; i+1 < len(oldNew); i += 2 {
+		if !strings.Contains(cfg, oldNew[i]) {
+			t.Fatalf("the config has no %q:\n%s", oldNew[i], cfg)
+		}
+		cfg = strings.Replace(cfg, oldNew[i], oldNew[i+1], 1)
+	}
+	if err := os.WriteFile(k.Config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const marker = `"SIGHUP: config reloaded"`
+	before := strings.Count(k.Log(), marker)
+	if err := k.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if log := k.Log(); strings.Count(log, marker) > before {
+			line := log[strings.LastIndex(log, marker):]
+			if i := strings.IndexByte(line, '\n'); i >= 0 {
+				line = line[:i]
+			}
+			return line
+		}
+	}
+	t.Fatal("keelson did not log the reload")
+	return ""
+}
+
 // Kill sends SIGKILL and waits.
 func (k *Keelson) Kill() {
 	_ = k.Cmd.Process.Kill()
@@ -394,6 +443,20 @@ func (k *Keelson) Kill() {
 func (k *Keelson) Log() string {
 	b, _ := os.ReadFile(k.LogPath)
 	return string(b)
+}
+
+// MetricsURL is the base URL of the running instance's metrics endpoint (TCP), from
+// its log.
+func (k *Keelson) MetricsURL(t testing.TB) string {
+	t.Helper()
+	const marker = `"Metrics endpoint listening" address="`
+	log := k.Log()
+	i := strings.LastIndex(log, marker)
+	if i < 0 {
+		t.Fatal("keelson logged no metrics endpoint")
+	}
+	addr := log[i+len(marker):]
+	return "http://" + addr[:strings.IndexByte(addr, '"')]
 }
 
 // ContainerdPids lists containerd processes started on this instance's config.

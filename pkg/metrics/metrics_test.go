@@ -1,0 +1,100 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestPullFailureReason(t *testing.T) {
+	for err, want := range map[error]string{
+		fmt.Errorf("image x not found: %w", errdefs.ErrNotFound):            "not_found",
+		fmt.Errorf("authentication failed: %w", errdefs.ErrUnauthenticated): "unauthenticated",
+		fmt.Errorf("denied: %w", errdefs.ErrPermissionDenied):               "permission_denied",
+		fmt.Errorf("registry unreachable: %w", errdefs.ErrUnavailable):      "unavailable",
+		fmt.Errorf("stalled: %w", context.DeadlineExceeded):                 "unavailable",
+		fmt.Errorf("pulling: %w", context.Canceled):                         "canceled",
+		fmt.Errorf("something else"):                                        "other",
+	} {
+		if got := pullFailureReason(err); got != want {
+			t.Errorf("pullFailureReason(%v) = %s, want %s", err, got, want)
+		}
+	}
+}
+
+// Every state is reported (0 when none); leaks only once an audit ran; a nil source's
+// metrics are left out.
+func TestStateCollector(t *testing.T) {
+	var auditAt time.Time
+	c := NewStateCollector(Sources{
+		PodStates:       []string{"ready", "notready"},
+		Pods:            func() map[string]int { return map[string]int{"ready": 2} },
+		ContainerStates: []string{"running", "exited"},
+		Containers:      func() map[string]int { return map[string]int{"exited": 1} },
+		ContainerdUp:    func() bool { return true },
+		Leaks:           func() (map[string]int, time.Time) { return map[string]int{"netns": 3}, auditAt },
+		LeakKinds:       []string{"netns", "ip"},
+	})
+	want := `
+# HELP keelson_containerd_up 1 when containerd answers keelson's health check, else 0.
+# TYPE keelson_containerd_up gauge
+keelson_containerd_up 1
+# HELP keelson_containers Containers by state.
+# TYPE keelson_containers gauge
+keelson_containers{state="exited"} 1
+keelson_containers{state="running"} 0
+# HELP keelson_pods Pod sandboxes by state.
+# TYPE keelson_pods gauge
+keelson_pods{state="notready"} 0
+keelson_pods{state="ready"} 2
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	auditAt = time.Unix(1700000000, 0)
+	if n := testutil.CollectAndCount(c, "keelson_leaks"); n != 2 {
+		t.Errorf("keelson_leaks has %d series, want one per kind (2)", n)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Errorf("the collector is inconsistent: %v", err)
+	}
+}
+
+// The metrics endpoint serves the registry over a unix socket (mode 0600).
+func TestServeMetricsUnix(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "metrics.sock")
+	s, err := ServeMetrics(Endpoint{Address: "unix://" + path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ImagePullBytes.Add(0)
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", path)
+	}}}
+	resp, err := client.Get("http://keelson/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, name := range []string{"keelson_image_pull_bytes_total", "go_goroutines", "process_start_time_seconds"} {
+		if !strings.Contains(string(b), name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
