@@ -10,7 +10,7 @@ SOCKET ?= /run/keelson/keelson.sock
 # Integration tests share 2 cores with containerd and runc; one package at a time.
 TEST_FLAGS ?= -count=1 -p 1 -timeout 80m
 
-.PHONY: all build deps k8s cri-tools run install test unit fuzz integration e2e critest test-node vm-image bench bench-smoke vet fmt clean
+.PHONY: all build deps k8s cri-tools run install test unit fuzz integration e2e critest test-node vm-image bench bench-smoke vet fmt clean deb
 
 all: build
 
@@ -41,6 +41,7 @@ install:
 	install -D -m 0755 bin/keelson-logger $(DESTDIR)$(PREFIX)/bin/keelson-logger
 	mkdir -p $(DESTDIR)/etc/systemd/system
 	sed 's|/usr/local/bin/keelson|$(PREFIX)/bin/keelson|' deploy/systemd/keelson.service > $(DESTDIR)/etc/systemd/system/keelson.service
+	install -m 0644 deploy/systemd/keelson.socket $(DESTDIR)/etc/systemd/system/keelson.socket
 	[ -e $(DESTDIR)/etc/keelson/config.toml ] || install -D -m 0644 deploy/config.toml $(DESTDIR)/etc/keelson/config.toml
 	[ -n "$$(ls $(DESTDIR)/etc/keelson/cni/net.d 2>/dev/null)" ] || install -D -m 0644 deploy/cni/10-keelson.conflist $(DESTDIR)/etc/keelson/cni/net.d/10-keelson.conflist
 	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
@@ -51,8 +52,14 @@ test: deps k8s cri-tools vet unit fuzz integration critest e2e test-node bench-s
 ## test-node: the node tests in a Debian 12 guest VM (systemd, cgroup v2, AppArmor);
 ## the first run builds the guest image under /opt/keelson/vm
 test-node: build
+	bash hack/deb.sh $(VERSION)
 	go test -c -o bin/node.test ./test/node
 	go run ./hack/vm
+
+## deb: a Debian package of keelson with the pinned containerd, runc, crictl and CNI
+## plugins (bin/keelson_<version>_amd64.deb; hack/deb.sh says what goes where)
+deb: deps build
+	bash hack/deb.sh $(VERSION)
 
 vm-image:
 	go run ./hack/vm --image

@@ -28,6 +28,7 @@ import (
 	"github.com/keelson/keelson/pkg/config"
 	"github.com/keelson/keelson/pkg/daemon"
 	"github.com/keelson/keelson/pkg/runtime"
+	"github.com/keelson/keelson/pkg/tracing"
 	"github.com/keelson/keelson/pkg/version"
 )
 
@@ -129,6 +130,9 @@ func run(args []string) int {
 	if len(args) > 0 && args[0] == "doctor" {
 		return runDoctor(args[1:])
 	}
+	if len(args) > 0 && args[0] == "images" {
+		return runImages(args[1:], os.Stdout)
+	}
 	o := newOptions()
 	if err := o.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -160,6 +164,19 @@ func run(args []string) int {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	shutdownTracing, err := tracing.Setup(ctx)
+	if err != nil {
+		klog.ErrorS(err, "Tracing (OTEL_* environment)")
+		return 1
+	}
+	defer func() {
+		flushCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		_ = shutdownTracing(flushCtx)
+	}()
+	if tracing.Enabled() {
+		klog.InfoS("Tracing: spans go to the OTLP collector the OTEL_* environment names")
+	}
 	stop := make(chan os.Signal, 2)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	var running atomic.Pointer[daemon.Daemon] // set once serving, for reloads

@@ -3,7 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/keelson/keelson/pkg/images"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -22,5 +26,17 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if got := run([]string{"config", "validate", "a", "b"}); got != 2 {
 		t.Errorf("two files: %d, want usage (2)", got)
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	p := images.PullProgress{Ref: "docker.io/library/busybox:1.36", Bytes: 3 << 20, TotalBytes: 12 << 20, Layers: 2, StartedAt: time.Now().Add(-1500 * time.Millisecond)}
+	got := progressLine(p, 8)
+	if !strings.HasPrefix(got, "docker.io/library/busybox:1.36 [==      ] 3.0 MiB / 12.0 MiB, 2 layers, 1.5s") {
+		t.Errorf("progressLine = %q", got)
+	}
+	p.TotalBytes = 0
+	if got := progressLine(p, 8); strings.Contains(got, "[") || strings.Contains(got, " / ") {
+		t.Errorf("with no total known yet: %q", got)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -166,13 +167,14 @@ func boot(ctx context.Context, c config, img, repo, runDir string) (int, error) 
 		"-name", "keelson-node", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", c.mem,
 		"-kernel", kernel, "-initrd", filepath.Join(img, "initrd.img"),
-		"-append", "root=/dev/vda rw console=ttyS0 quiet loglevel=4 net.ifnames=0 systemd.unified_cgroup_hierarchy=1 apparmor=1 security=apparmor psi=1",
+		"-append", "root=/dev/vda rw console=ttyS0 quiet loglevel=4 net.ifnames=0 systemd.unified_cgroup_hierarchy=1 apparmor=1 security=apparmor psi=1 sysrq_always_enabled",
 		"-drive", "file="+filepath.Join(img, "rootfs.img")+",format=raw,if=virtio,snapshot=on,cache=unsafe",
 		"-virtfs", share("run", runDir, false),
 		"-virtfs", share("repo", repo, true),
 		"-virtfs", share("opt", c.prefix, true),
 		"-nic", "user,model=virtio-net-pci",
-		"-serial", "file:"+filepath.Join(runDir, "console.log"), "-monitor", "none",
+		"-serial", "file:"+filepath.Join(runDir, "console.log"),
+		"-monitor", "unix:"+filepath.Join(runDir, "monitor.sock")+",server,nowait",
 	)
 	qlog, err := os.Create(filepath.Join(runDir, "qemu.log"))
 	if err != nil {
@@ -228,6 +230,7 @@ wait:
 				lastSize, lastMove = n, time.Now()
 			} else if time.Since(lastMove) > stallAfter && !stalled {
 				stalled = true
+				diagnoseStall(filepath.Join(runDir, "monitor.sock"))
 				_ = cmd.Process.Kill()
 			}
 		}
@@ -243,7 +246,11 @@ wait:
 			fmt.Fprintf(os.Stderr, "vm: qemu said:\n%s", b)
 		}
 		console, _ := os.ReadFile(filepath.Join(runDir, "console.log"))
-		fmt.Fprintf(os.Stderr, "vm: the guest left no exit status (qemu: %v); console tail:\n%s\n", qerr, tail(string(console), 40))
+		lines := 40
+		if stalled {
+			lines = 250 // the SysRq backtraces
+		}
+		fmt.Fprintf(os.Stderr, "vm: the guest left no exit status (qemu: %v); console tail:\n%s\n", qerr, tail(string(console), lines))
 		if stalled {
 			return 125, fmt.Errorf("%w: no console heartbeat nor test output for %s", errStalled, stallAfter)
 		}
@@ -254,6 +261,33 @@ wait:
 		return 1, fmt.Errorf("guest exit status %q", rc)
 	}
 	return n, nil
+}
+
+// diagnoseStall asks a silent guest, through qemu's monitor, where its CPUs are and
+// (with the magic SysRq key) for the kernel's backtraces of every CPU and of the
+// blocked tasks on its console; what answers tells a hung kernel from a stuck
+// userspace or a stuck qemu on the next stall.
+func diagnoseStall(monitor string) {
+	conn, err := net.DialTimeout("unix", monitor, 5*time.Second)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vm: qemu's monitor does not answer: %v\n", err)
+		return
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	for _, cmd := range []string{"info status", "info registers -a", "sendkey alt-sysrq-l", "sendkey alt-sysrq-w"} {
+		fmt.Fprintf(conn, "%s\n", cmd)
+		time.Sleep(2 * time.Second)
+	}
+	out, _ := io.ReadAll(io.LimitReader(conn, 64<<10))
+	var keep []string // the state and each CPU's instruction pointer
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "VM status") || strings.HasPrefix(l, "CPU#") || strings.HasPrefix(l, "RAX=") || strings.HasPrefix(l, "RIP=") {
+			keep = append(keep, strings.TrimSpace(l))
+		}
+	}
+	fmt.Fprintf(os.Stderr, "vm: qemu's monitor on the stall:\n%s\n", strings.Join(keep, "\n"))
+	time.Sleep(5 * time.Second) // for the SysRq output to reach the console
 }
 
 func size(path string) int64 {

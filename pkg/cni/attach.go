@@ -13,9 +13,11 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	cnitypes "github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"go.opentelemetry.io/otel/attribute"
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/metrics"
+	"github.com/keelson/keelson/pkg/tracing"
 )
 
 // IfName is the pod's interface inside its network namespace.
@@ -78,7 +80,9 @@ func (m *Manager) Attach(ctx context.Context, pod Pod) (*Result, error) {
 		return nil, fmt.Errorf("recording the attachment of %s: %w", pod.ID, err)
 	}
 	start := time.Now()
-	res, err := m.cni.AddNetworkList(ctx, network, pod.runtimeConf())
+	sctx, span := tracing.Start(ctx, "cni.add", attribute.String("cni.network", network.Name), attribute.String("pod.sandbox.id", pod.ID))
+	res, err := m.cni.AddNetworkList(sctx, network, pod.runtimeConf())
+	tracing.End(span, err)
 	metrics.ObserveCNI("add", start, err)
 	if err != nil {
 		return nil, fmt.Errorf("CNI ADD on network %q (%s): %w", network.Name, file, err)
@@ -121,7 +125,11 @@ func toResult(res cnitypes.Result) (*Result, error) {
 // netns still exists (the bridge plugin removes its rules only then); a missing
 // netns is passed as "" so plugins still release IPs and rules.
 func (m *Manager) Detach(ctx context.Context, pod Pod) (retErr error) {
-	defer func(start time.Time) { metrics.ObserveCNI("del", start, retErr) }(time.Now())
+	ctx, span := tracing.Start(ctx, "cni.del", attribute.String("pod.sandbox.id", pod.ID))
+	defer func(start time.Time) {
+		tracing.End(span, retErr)
+		metrics.ObserveCNI("del", start, retErr)
+	}(time.Now())
 	rt := pod.runtimeConf()
 	if _, err := os.Stat(rt.NetNS); err != nil {
 		rt.NetNS = ""

@@ -19,6 +19,7 @@ type ImageService interface {
 	Remove(ctx context.Context, ref string) error
 	FsUsage() images.FsUsage
 	Pinned(img *images.Image) bool
+	PullProgress(ref string) (images.PullProgress, bool)
 }
 
 // toCRIImage converts an image for ListImages and ImageStatus.

@@ -34,6 +34,7 @@ import (
 	"github.com/keelson/keelson/pkg/selinux"
 	"github.com/keelson/keelson/pkg/stats"
 	"github.com/keelson/keelson/pkg/streaming"
+	"github.com/keelson/keelson/pkg/tracing"
 	"github.com/keelson/keelson/pkg/validate"
 	"github.com/keelson/keelson/pkg/version"
 )
@@ -61,6 +62,7 @@ type Daemon struct {
 	grpc       *grpc.Server // serves the unix socket
 	tls        *grpc.Server // serves the mutual-TLS TCP listener, if configured
 	listeners  []net.Listener
+	activated  net.Listener // the CRI socket systemd passed, if any
 	serveErr   chan error
 	cancel     context.CancelFunc
 	events     *events.Broadcaster
@@ -103,6 +105,13 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		}
 		d.locks = append(d.locks, f)
 	}
+
+	// Before any child starts: the handed-over socket must not leak into it.
+	activated, err := activatedSocket(cfg.GRPC.Socket)
+	if err != nil {
+		return d, err
+	}
+	d.activated = activated
 
 	address := cfg.Containerd.Address
 	if address == "" {
@@ -322,11 +331,15 @@ func (d *Daemon) serve() error {
 		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(cri.StreamInterceptor),
 	}
+	opts = append(opts, tracing.ServerOptions()...)
 	d.grpc = grpc.NewServer(opts...)
 	srv.Register(d.grpc)
 
-	unixL, err := listenUnix(cfg.GRPC.Socket, cfg.GRPC.SocketGroup)
-	if err != nil {
+	unixL := d.activated
+	var err error
+	if unixL != nil {
+		klog.InfoS("Serving CRI on the socket systemd passed (socket activation)", "socket", cfg.GRPC.Socket)
+	} else if unixL, err = listenUnix(cfg.GRPC.Socket, cfg.GRPC.SocketGroup); err != nil {
 		return err
 	}
 	d.listeners = append(d.listeners, unixL)
@@ -411,6 +424,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	for _, l := range d.listeners {
 		_ = l.Close()
+	}
+	if d.activated != nil {
+		_ = d.activated.Close() // if start-up failed before serving it
 	}
 	d.stopObservability()
 	d.cancel()

@@ -11,10 +11,38 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/coreos/go-systemd/v22/activation"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/keelson/keelson/pkg/config"
 )
+
+// activatedSocket returns the CRI socket systemd handed over (socket activation:
+// LISTEN_FDS, keelson.socket), if it did. The LISTEN_* variables are cleared so the
+// containerd child does not take them for its own. systemd owns the socket file: it
+// stays when keelson stops, with systemd's mode and group. A handed-over socket that
+// is not grpc.socket is an error: kubelet would be looking elsewhere.
+func activatedSocket(path string) (net.Listener, error) {
+	files := activation.Files(true)
+	if len(files) == 0 {
+		return nil, nil
+	}
+	var names []string
+	for _, f := range files {
+		l, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("socket activation: file descriptor %s: %w", f.Name(), err)
+		}
+		if ul, ok := l.(*net.UnixListener); ok && ul.Addr().String() == path {
+			ul.SetUnlinkOnClose(false)
+			return ul, nil
+		}
+		names = append(names, l.Addr().String())
+		l.Close()
+	}
+	return nil, fmt.Errorf("socket activation passed %v, but grpc.socket is %s: make ListenStream= in keelson.socket and grpc.socket the same path", names, path)
+}
 
 // listenUnix listens on the CRI socket with mode 0660, owned by root and group. A
 // socket file left by a crash is removed first; the caller holds the socket's lock,

@@ -14,6 +14,10 @@ import (
 // flight but no body byte has arrived for the timeout; a slow pull that keeps moving,
 // or one waiting for a download slot (nothing in flight), is never cut.
 type progress struct {
+	ref      string
+	started  time.Time
+	layers   atomic.Int32 // layers the pull fetches, as their descriptors are seen
+	total    atomic.Int64 // their sizes
 	timeout  time.Duration
 	cancel   context.CancelCauseFunc
 	bytes    atomic.Int64
@@ -24,8 +28,21 @@ type progress struct {
 	tokenFor string
 }
 
-func newProgress(timeout time.Duration, cancel context.CancelCauseFunc) *progress {
-	return &progress{timeout: timeout, cancel: cancel}
+func newProgress(ref string, timeout time.Duration, cancel context.CancelCauseFunc) *progress {
+	return &progress{ref: ref, started: time.Now(), timeout: timeout, cancel: cancel}
+}
+
+// PullProgress is how far a pull in progress has come.
+type PullProgress struct {
+	Ref        string    `json:"ref"`
+	Bytes      int64     `json:"bytes"`      // read from registries so far
+	TotalBytes int64     `json:"totalBytes"` // of the layers known so far (grows as manifests are read)
+	Layers     int       `json:"layers"`     // known so far
+	StartedAt  time.Time `json:"startedAt"`
+}
+
+func (p *progress) snapshot() PullProgress {
+	return PullProgress{Ref: p.ref, Bytes: p.bytes.Load(), TotalBytes: p.total.Load(), Layers: int(p.layers.Load()), StartedAt: p.started}
 }
 
 // wrap makes client report to p (config.HostOptions.UpdateClient).

@@ -18,9 +18,11 @@ import (
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.opentelemetry.io/otel/attribute"
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/metrics"
+	"github.com/keelson/keelson/pkg/tracing"
 )
 
 // Pull fetches ref and unpacks it into the snapshotter for this platform, and returns
@@ -53,8 +55,15 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	opts := s.pullOpts.Load()
-	prog := newProgress(opts.PullProgressTimeout, cancel)
-	defer func(start time.Time) { metrics.ObservePull(start, prog.bytes.Load(), retErr) }(time.Now())
+	prog := newProgress(ref, opts.PullProgressTimeout, cancel)
+	s.inProgress.Store(ref, prog)
+	defer s.inProgress.Delete(ref)
+	ctx, span := tracing.Start(ctx, "image.pull", attribute.String("image.ref", ref))
+	defer func(start time.Time) {
+		span.SetAttributes(attribute.Int64("image.pull.bytes", prog.bytes.Load()))
+		tracing.End(span, retErr)
+		metrics.ObservePull(start, prog.bytes.Load(), retErr)
+	}(time.Now())
 	if !auth.empty() && auth.RegistryToken != "" {
 		prog.token, prog.tokenFor = auth.RegistryToken, auth.ServerAddress
 		if prog.tokenFor == "" {
@@ -84,6 +93,10 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 	var mu sync.Mutex
 	var fetched []digest.Digest
 	track := images.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		if images.IsLayerType(desc.MediaType) {
+			prog.layers.Add(1)
+			prog.total.Add(desc.Size)
+		}
 		mu.Lock()
 		fetched = append(fetched, desc.Digest)
 		mu.Unlock()
@@ -133,6 +146,19 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 	out := s.idx.byID(c.ID)
 	klog.V(2).InfoS("Pulled image", "ref", ref, "id", c.ID, "size", c.Size)
 	return out, nil
+}
+
+// PullProgress reports the pull of ref in progress, if there is one.
+func (s *Service) PullProgress(ref string) (PullProgress, bool) {
+	named, err := Normalize(ref)
+	if err != nil {
+		return PullProgress{}, false
+	}
+	p, ok := s.inProgress.Load(named.String())
+	if !ok {
+		return PullProgress{}, false
+	}
+	return p.(*progress).snapshot(), true
 }
 
 // putRecord creates or updates the containerd image record name → target.

@@ -62,7 +62,9 @@ type Service struct {
 	idx     *index
 	limiter *semaphore.Weighted
 	pulls   singleflight.Group
-	fs      fsUsage
+	// inProgress: the pulls running, by normalized reference (*progress).
+	inProgress sync.Map
+	fs         fsUsage
 
 	// contentCache avoids re-reading configs for targets already seen.
 	cacheMu      sync.Mutex

@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/metrics"
+	"github.com/keelson/keelson/pkg/tracing"
 )
 
 // Conn is a containerd client plus a cached view of containerd's health, so that CRI
@@ -46,6 +47,7 @@ func Dial(ctx context.Context, address, namespace string, connectTimeout, callTi
 	cli, err := containerd.New(address,
 		containerd.WithDefaultNamespace(namespace),
 		containerd.WithTimeout(connectTimeout),
+		containerd.WithExtraDialOpts(tracing.DialOptions()),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to containerd at %s: %w", address, err)

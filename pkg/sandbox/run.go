@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
@@ -27,6 +28,7 @@ import (
 	"github.com/keelson/keelson/pkg/netns"
 	"github.com/keelson/keelson/pkg/oci"
 	"github.com/keelson/keelson/pkg/store"
+	"github.com/keelson/keelson/pkg/tracing"
 	"github.com/keelson/keelson/pkg/undo"
 )
 
@@ -88,12 +90,20 @@ func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		return "", err
 	}
 
-	steps := []func(context.Context) error{c.label, c.pinUserNS, c.startNetwork, c.buildSpec, c.prepareFiles, c.awaitNetwork, c.writeFiles, c.record}
-	if !c.sb.InfraLess {
-		steps = append(steps, c.startInfra)
+	type step struct {
+		name string
+		do   func(context.Context) error
 	}
-	for _, step := range steps {
-		if err := step(ctx); err != nil {
+	steps := []step{{"label", c.label}, {"userns", c.pinUserNS}, {"network.start", c.startNetwork}, {"spec", c.buildSpec},
+		{"files.prepare", c.prepareFiles}, {"network.await", c.awaitNetwork}, {"files.write", c.writeFiles}, {"record", c.record}}
+	if !c.sb.InfraLess {
+		steps = append(steps, step{"infra", c.startInfra})
+	}
+	for _, st := range steps {
+		sctx, span := tracing.Start(ctx, "sandbox.run."+st.name, attribute.String("pod.sandbox.id", id))
+		err := st.do(sctx)
+		tracing.End(span, err)
+		if err != nil {
 			return "", err
 		}
 	}

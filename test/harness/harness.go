@@ -93,6 +93,8 @@ type Options struct {
 	MetricsAddress string
 	// LeakAuditInterval is metrics.leak_audit_interval; zero: no background audit.
 	LeakAuditInterval time.Duration
+	// ActivationSocket is handed to keelson as systemd's socket activation does.
+	ActivationSocket *os.File
 	// ExtraConfig is appended to the generated config.toml.
 	ExtraConfig string
 	// Registry, when set, is made the mirror of every registry host tests use
@@ -320,6 +322,11 @@ func (k *Keelson) StartNoWait(opts Options) error {
 	}
 	args := append([]string{"--config", k.Config}, opts.Args...)
 	k.Cmd = exec.Command(Binary(k.t), args...)
+	if opts.ActivationSocket != nil {
+		// As systemd does: the socket as fd 3, LISTEN_PID naming keelson itself.
+		k.Cmd = exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"`, "sh", Binary(k.t)}, args...)...)
+		k.Cmd.ExtraFiles = []*os.File{opts.ActivationSocket}
+	}
 	k.Cmd.Stdout, k.Cmd.Stderr = logf, logf
 	k.Cmd.Env = append(os.Environ(), opts.Env...)
 	k.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -454,6 +454,26 @@ func TestNode(t *testing.T) {
 		lifecycle(t, "/kubepods/besteffort/podfs", func(id string) string { return "/kubepods/besteffort/podfs/" + id })
 	})
 
+	check(t, "socket activation: with keelson.socket, the first CRI call starts a stopped keelson", func(t *testing.T) {
+		t.Cleanup(func() {
+			run(t, "systemctl", "stop", "keelson.socket")
+			run(t, "systemctl", "start", "keelson")
+			ready(t)
+		})
+		run(t, "systemctl", "stop", "keelson")
+		run(t, "systemctl", "start", "keelson.socket")
+		if s := prop(t, "keelson", "ActiveState"); s != "inactive" {
+			t.Fatalf("keelson is %s before any call", s)
+		}
+		ready(t) // connects: systemd starts keelson and hands it the socket
+		if s := prop(t, "keelson", "ActiveState"); s != "active" {
+			t.Fatalf("keelson is %s after a call on its socket", s)
+		}
+		if j := journal("keelson", 200); !strings.Contains(j, "socket activation") {
+			t.Fatalf("keelson did not serve the socket systemd passed:\n%s", j)
+		}
+	})
+
 	check(t, "keelson doctor finds nothing left over (scopes, cgroups, netns, CNI)", func(t *testing.T) {
 		out, err := exec.Command("/usr/local/bin/keelson", "doctor").CombinedOutput()
 		if err != nil {
@@ -464,6 +484,48 @@ func TestNode(t *testing.T) {
 	check(t, "kubelet v1.36 with cgroupDriver systemd (failCgroupV1 default): a static pod with probes runs; /stats/summary has it", func(t *testing.T) {
 		kubelet(t)
 	})
+
+	// Last: it takes the make install copy and the host's /opt/keelson away.
+	check(t, "the Debian package installs, serves CRI under systemd and purges without a trace", func(t *testing.T) {
+		debPackage(t)
+	})
+}
+
+// debPackage replaces the make install copy with bin/keelson_*.deb (a fresh machine:
+// nothing of keelson's left, /opt/keelson not the host's), starts it, and purges it.
+func debPackage(t *testing.T) {
+	debs, _ := filepath.Glob("/keelson/bin/keelson_*.deb")
+	if len(debs) != 1 {
+		t.Fatalf("want one package in bin/ (make test-node builds it), found %v", debs)
+	}
+	run(t, "systemctl", "disable", "--now", "keelson.socket", "keelson")
+	run(t, "rm", "-rf", "/usr/local/bin/keelson", "/usr/local/bin/keelson-logger", "/etc/systemd/system/keelson.service",
+		"/etc/systemd/system/keelson.socket", "/etc/keelson", "/var/lib/keelson", "/run/keelson")
+	run(t, "systemctl", "daemon-reload")
+	run(t, "umount", "-l", "/opt/keelson") // the host's, read-only
+	out := run(t, "dpkg", "-i", debs[0])
+	t.Logf("dpkg -i: %s", out)
+	if s := run(t, "systemctl", "is-enabled", "keelson"); s != "enabled" {
+		t.Fatalf("keelson.service is %s after the install", s)
+	}
+	run(t, "systemctl", "start", "keelson")
+	ready(t)
+	if v := run(t, "/opt/keelson/bin/crictl", "--runtime-endpoint", "unix://"+socket, "version"); !strings.Contains(v, "keelson") {
+		t.Fatalf("crictl version: %s", v)
+	}
+	run(t, "dpkg", "--purge", "keelson")
+	for _, p := range []string{"/usr/bin/keelson", "/usr/bin/keelson-logger", "/lib/systemd/system/keelson.service",
+		"/lib/systemd/system/keelson.socket", "/etc/keelson", "/var/lib/keelson", "/run/keelson", "/opt/keelson/bin", "/opt/keelson/cni"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s is left after the purge", p)
+		}
+	}
+	if out, err := exec.Command("pgrep", "-a", "keelson|containerd").CombinedOutput(); err == nil {
+		t.Errorf("processes left after the purge:\n%s", out)
+	}
+	if s, _ := exec.Command("systemctl", "is-active", "keelson").Output(); strings.TrimSpace(string(s)) == "active" {
+		t.Error("keelson.service is active after the purge")
+	}
 }
 
 // lifecycle runs a pod under parent with an echo server on hostPort 30080 and a
