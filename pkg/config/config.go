@@ -109,7 +109,7 @@ type CNI struct {
 
 // Images configures the image service.
 type Images struct {
-	SandboxImage           string   `toml:"sandbox_image" comment:"Image of the pod infra (pause) container. Pinned: kubelet's image GC never removes it."`
+	SandboxImage           string   `toml:"sandbox_image" comment:"Image of the pod infra (pause) container. Pinned: kubelet's image GC never removes it. Reloaded on SIGHUP."`
 	RegistryConfigDir      string   `toml:"registry_config_dir" comment:"containerd hosts.toml directory (<dir>/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs, client certs, headers. Reloaded on SIGHUP."`
 	AuthFile               string   `toml:"auth_file" comment:"docker-style config.json with registry credentials, used when a pull carries none. Empty: none. Reloaded on SIGHUP."`
 	PullProgressTimeout    Duration `toml:"pull_progress_timeout" comment:"A pull whose bytes stop moving this long is cancelled. A slow but moving pull is never cut. Reloaded on SIGHUP."`

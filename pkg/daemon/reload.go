@@ -15,6 +15,7 @@ var reloadable = map[string]bool{
 	"images.registry_config_dir":   true,
 	"images.auth_file":             true,
 	"images.pull_progress_timeout": true,
+	"images.sandbox_image":         true,
 	"metrics.address":              true,
 	"metrics.tls_cert_file":        true,
 	"metrics.tls_key_file":         true,
@@ -50,6 +51,13 @@ func (d *Daemon) Reload(cfg config.Config) (applied, needRestart []string) {
 		AuthFile:            next.Images.AuthFile,
 		PullProgressTimeout: next.Images.PullProgressTimeout.D(),
 	})
+	if cfg.Images.SandboxImage != d.cfg.Images.SandboxImage {
+		if err := d.images.SetSandboxImage(cfg.Images.SandboxImage); err != nil {
+			klog.ErrorS(err, "Reload: images.sandbox_image kept")
+		} else {
+			next.Images.SandboxImage = cfg.Images.SandboxImage
+		}
+	}
 	if next.StatsInterval != d.cfg.StatsInterval {
 		d.stats.SetInterval(next.StatsInterval.D())
 	}

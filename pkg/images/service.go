@@ -56,7 +56,7 @@ type Service struct {
 	client     *containerd.Client
 	opts       Options
 	pullOpts   atomic.Pointer[PullOptions] // what SIGHUP may change
-	sandboxRef string                      // normalized sandbox image name, always pinned
+	sandboxRef atomic.Pointer[string]      // normalized sandbox image name, always pinned
 	platform   platforms.MatchComparer
 
 	idx     *index
@@ -81,12 +81,13 @@ func New(conn *runtime.Conn, opts Options) (*Service, error) {
 		conn:         conn,
 		client:       conn.Client,
 		opts:         opts,
-		sandboxRef:   named.String(),
 		platform:     platforms.Default(),
 		idx:          newIndex(),
 		limiter:      semaphore.NewWeighted(int64(opts.MaxConcurrentDownloads)),
 		contentCache: map[digest.Digest]*imageContent{},
 	}
+	ref := named.String()
+	s.sandboxRef.Store(&ref)
 	s.SetPullOptions(PullOptions{RegistryConfigDir: opts.RegistryConfigDir, AuthFile: opts.AuthFile, PullProgressTimeout: opts.PullProgressTimeout})
 	return s, nil
 }
@@ -228,7 +229,7 @@ func (s *Service) List() []*Image { return s.idx.list() }
 // Pinned reports whether kubelet's image GC must leave img alone: the sandbox image.
 func (s *Service) Pinned(img *Image) bool {
 	for _, t := range img.RepoTags {
-		if t == s.sandboxRef {
+		if t == s.SandboxImage() {
 			return true
 		}
 	}
@@ -236,7 +237,19 @@ func (s *Service) Pinned(img *Image) bool {
 }
 
 // SandboxImage is the configured pause image's normalized name.
-func (s *Service) SandboxImage() string { return s.sandboxRef }
+func (s *Service) SandboxImage() string { return *s.sandboxRef.Load() }
+
+// SetSandboxImage changes the sandbox image (a reload): new pods with a pause
+// process use it, and it is the one reported pinned.
+func (s *Service) SetSandboxImage(ref string) error {
+	named, err := Normalize(ref)
+	if err != nil {
+		return fmt.Errorf("images.sandbox_image: %w", err)
+	}
+	name := named.String()
+	s.sandboxRef.Store(&name)
+	return nil
+}
 
 // Remove deletes the image ref resolves to, under all its names (tags, digests, ID),
 // as kubelet expects. Containers using it keep their snapshots and keep working.
@@ -269,12 +282,13 @@ func (s *Service) Remove(ctx context.Context, ref string) error {
 
 // EnsureSandboxImage returns the sandbox image, pulling it when it is missing.
 func (s *Service) EnsureSandboxImage(ctx context.Context) (*Image, error) {
-	if img := s.idx.byName(s.sandboxRef); img != nil {
+	ref := s.SandboxImage()
+	if img := s.idx.byName(ref); img != nil {
 		return img, nil
 	}
-	img, err := s.Pull(ctx, s.sandboxRef, nil)
+	img, err := s.Pull(ctx, ref, nil)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox image %s: %w", s.sandboxRef, err)
+		return nil, fmt.Errorf("sandbox image %s: %w", ref, err)
 	}
 	return img, nil
 }

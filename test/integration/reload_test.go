@@ -111,6 +111,23 @@ func TestReloadPerKey(t *testing.T) {
 		}
 	})
 
+	t.Run("images.sandbox_image", func(t *testing.T) {
+		pinned := func(ref string) bool {
+			st, err := k.Images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+			if err != nil || st.GetImage() == nil {
+				t.Fatalf("ImageStatus %s: %v %v", ref, st, err)
+			}
+			return st.GetImage().GetPinned()
+		}
+		if pinned("docker.io/keelson/private:1") {
+			t.Fatal("an image is pinned before it is the sandbox image")
+		}
+		k.Reload(t, `sandbox_image = "registry.k8s.io/pause:3.10"`, `sandbox_image = "docker.io/keelson/private:1"`)
+		if !pinned("docker.io/keelson/private:1") {
+			t.Error("the reloaded sandbox image is not reported pinned")
+		}
+	})
+
 	t.Run("stats_interval", func(t *testing.T) {
 		key := "keelson_stats_sample_duration_seconds_count"
 		before := scrape(t, k)[key]
