@@ -31,13 +31,14 @@ import (
 const prefix = "/opt/keelson"
 
 var (
-	rounds   = flag.Int("rounds", 30, "iterations of each single-pod workload per runtime")
-	listPods = flag.Int("list-pods", 100, "pods (with 3 containers each) present for the List* workload")
-	parallel = flag.Int("parallel-pods", 20, "pods created at once by 4 clients")
-	jsonOut  = flag.String("json", "", "write the results as JSON here")
-	smoke    = flag.Bool("smoke", false, "a few iterations only (for make test)")
-	keelson  = flag.String("keelson", "", "keelson binary (default: build ./cmd/agent)")
-	noLogs   = flag.Bool("no-logs", false, "containers without a log path (isolates the cost of log copying)")
+	rounds       = flag.Int("rounds", 30, "iterations of each single-pod workload per runtime")
+	listPods     = flag.Int("list-pods", 100, "pods (with 3 containers each) present for the List* workload")
+	parallel     = flag.Int("parallel-pods", 20, "pods created at once by 4 clients")
+	jsonOut      = flag.String("json", "", "write the results as JSON here")
+	smoke        = flag.Bool("smoke", false, "a few iterations only (for make test)")
+	keelson      = flag.String("keelson", "", "keelson binary (default: build ./cmd/agent)")
+	noLogs       = flag.Bool("no-logs", false, "containers without a log path (isolates the cost of log copying)")
+	containerd16 = flag.String("containerd16", "/usr/bin/containerd", "Debian's containerd 1.6 for a third column (its CRI plugin); empty: none")
 )
 
 // samples holds latencies by runtime and operation.
@@ -92,6 +93,9 @@ func main() {
 	imgs, err := images.All()
 	check(err)
 	check(reg.PushAll(imgs))
+	benchImgs, err := images.BenchImages()
+	check(err)
+	check(reg.PushAll(benchImgs))
 
 	k, err := startKeelson(base, bin, reg)
 	check(err)
@@ -101,6 +105,19 @@ func main() {
 		fail(err)
 	}
 	rts := []*runtime{k, c}
+	if *containerd16 != "" {
+		if _, err := os.Stat(*containerd16); err == nil {
+			d, err := startContainerd16CRI(base, *containerd16, reg)
+			if err != nil {
+				k.stop()
+				c.stop()
+				fail(err)
+			}
+			rts = append(rts, d)
+		} else {
+			fmt.Fprintf(os.Stderr, "bench: no %s (apt install containerd): the containerd 1.6 column is left out\n", *containerd16)
+		}
+	}
 	defer func() {
 		for _, r := range rts {
 			r.cleanupPods()
@@ -126,27 +143,27 @@ func main() {
 
 	// Warm up both (first pod pays for caches on either side).
 	for _, r := range rts {
-		check(podLifecycle(r, res, "warmup"))
+		check(podLifecycle(r, res, "warmup", false))
+		check(podLifecycle(r, res, "warmup", true))
 	}
 	res.m = map[string]map[string][]time.Duration{}
 
 	for i := range *rounds {
-		order := rts
-		if i%2 == 1 {
-			order = []*runtime{c, k}
-		}
+		order := rotate(rts, i)
 		for _, r := range order {
-			check(podLifecycle(r, res, ""))
+			check(podLifecycle(r, res, "", false))
+			check(podLifecycle(r, res, "", true))
+			check(imageLifecycle(r, res, images.BenchSmall, "1 MiB"))
+			if i%3 == 0 {
+				check(imageLifecycle(r, res, images.BenchLarge, "50 MiB, 5 layers"))
+			}
 			check(containerLifecycle(r, res, false))
 			check(containerLifecycle(r, res, true))
 			check(podWithContainer(r, res))
 		}
 	}
 	for i := range max(1, *rounds/10) {
-		order := rts
-		if i%2 == 1 {
-			order = []*runtime{c, k}
-		}
+		order := rotate(rts, i)
 		for _, r := range order {
 			check(parallelPods(r, res, *parallel))
 		}
@@ -155,10 +172,7 @@ func main() {
 		check(populate(r, *listPods))
 	}
 	for i := range *rounds * 10 {
-		order := rts
-		if i%2 == 1 {
-			order = []*runtime{c, k}
-		}
+		order := rotate(rts, i)
 		for _, r := range order {
 			check(lists(r, res))
 		}
@@ -170,7 +184,7 @@ func main() {
 		cost[r.name]["loaded_self_rss_bytes"] = self
 		cost[r.name]["cpu_after"] = cpu.String()
 	}
-	report(res, cost, k.name, c.name)
+	report(res, cost, rts)
 }
 
 // podConfig is a pod like kubelet sends: metadata, hostname, DNS, log dir, cgroup parent.
@@ -215,10 +229,16 @@ func uniq(prefix string) string {
 
 func bg() context.Context { return context.Background() }
 
-func podLifecycle(r *runtime, s *samples, opPrefix string) error {
+func podLifecycle(r *runtime, s *samples, opPrefix string, pause bool) error {
 	cfg := r.podConfig(uniq("pod"))
+	suffix := ""
+	if pause {
+		// Containers sharing one PID namespace: keelson runs a pause process too.
+		cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+		suffix = " (pause)"
+	}
 	var id string
-	if err := s.time(r.name, opPrefix+"RunPodSandbox", func() error {
+	if err := s.time(r.name, opPrefix+"RunPodSandbox"+suffix, func() error {
 		resp, err := r.rt.RunPodSandbox(bg(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
 		if err == nil {
 			id = resp.PodSandboxId
@@ -227,20 +247,45 @@ func podLifecycle(r *runtime, s *samples, opPrefix string) error {
 	}); err != nil {
 		return fmt.Errorf("%s RunPodSandbox: %w", r.name, err)
 	}
-	if err := s.time(r.name, opPrefix+"PodSandboxStatus", func() error {
+	if err := s.time(r.name, opPrefix+"PodSandboxStatus"+suffix, func() error {
 		_, err := r.rt.PodSandboxStatus(bg(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
 		return err
 	}); err != nil {
 		return err
 	}
-	if err := s.time(r.name, opPrefix+"StopPodSandbox", func() error {
+	if err := s.time(r.name, opPrefix+"StopPodSandbox"+suffix, func() error {
 		_, err := r.rt.StopPodSandbox(bg(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
 		return err
 	}); err != nil {
 		return err
 	}
-	return s.time(r.name, opPrefix+"RemovePodSandbox", func() error {
+	return s.time(r.name, opPrefix+"RemovePodSandbox"+suffix, func() error {
 		_, err := r.rt.RemovePodSandbox(bg(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+		return err
+	})
+}
+
+// imageLifecycle pulls an image no other image shares layers with, asks for its
+// status and removes it (what kubelet's image manager and GC do).
+func imageLifecycle(r *runtime, s *samples, ref, what string) error {
+	spec := &runtimeapi.ImageSpec{Image: ref}
+	if err := s.time(r.name, "PullImage ("+what+")", func() error {
+		_, err := r.img.PullImage(bg(), &runtimeapi.PullImageRequest{Image: spec})
+		return err
+	}); err != nil {
+		return fmt.Errorf("%s PullImage %s: %w", r.name, ref, err)
+	}
+	if err := s.time(r.name, "ImageStatus", func() error {
+		st, err := r.img.ImageStatus(bg(), &runtimeapi.ImageStatusRequest{Image: spec})
+		if err == nil && st.GetImage() == nil {
+			err = fmt.Errorf("ImageStatus: %s not found after its pull", ref)
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	return s.time(r.name, "RemoveImage ("+what+")", func() error {
+		_, err := r.img.RemoveImage(bg(), &runtimeapi.RemoveImageRequest{Image: spec})
 		return err
 	})
 }
@@ -461,45 +506,67 @@ func percentile(d []time.Duration, p float64) time.Duration {
 }
 
 type row struct {
-	Op                     string             `json:"op"`
-	N                      int                `json:"n"`
-	KeelsonP50, KeelsonP95 float64            `json:"-"`
-	K                      map[string]float64 `json:"keelson_ms"`
-	C                      map[string]float64 `json:"containerd_ms"`
-	RatioP50, RatioP95     float64            `json:"-"`
-	Ratios                 map[string]float64 `json:"ratio"`
+	Op string `json:"op"`
+	N  int    `json:"n"`
+	// Milliseconds by runtime and percentile; ratios keelson / each other runtime.
+	Ms     map[string]map[string]float64 `json:"ms"`
+	Ratios map[string]map[string]float64 `json:"ratio"`
 }
 
-func report(s *samples, cost map[string]map[string]any, kn, cn string) {
+// rotate is the order of round i: each runtime goes first in turn, so machine noise
+// hits all alike.
+func rotate(rts []*runtime, i int) []*runtime {
+	n := i % len(rts)
+	return append(append([]*runtime{}, rts[n:]...), rts[:n]...)
+}
+
+func report(s *samples, cost map[string]map[string]any, rts []*runtime) {
+	kn := rts[0].name
 	var ops []string
 	for op := range s.m[kn] {
 		ops = append(ops, op)
 	}
 	sort.Strings(ops)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	short := map[string]string{"keelson": "k", "containerd": "c", "containerd-1.6": "c16"}
+	header := fmt.Sprintf("%-40s %4s | %9s %9s %9s", "operation", "n", "k p50", "k p95", "k p99")
+	for _, r := range rts[1:] {
+		header += fmt.Sprintf(" | %9s %9s %6s %6s", short[r.name]+" p50", short[r.name]+" p95", "p50 ×", "p95 ×")
+	}
+	fmt.Println(header)
+	fmt.Println(strings.Repeat("-", len(header)))
 	var rows []row
-	fmt.Printf("%-42s %5s | %9s %9s %9s | %9s %9s %9s | %6s %6s\n", "operation", "n", "k p50", "k p95", "k p99", "c p50", "c p95", "c p99", "p50 ×", "p95 ×")
-	fmt.Println(strings.Repeat("-", 130))
 	for _, op := range ops {
-		k, c := s.m[kn][op], s.m[cn][op]
-		r := row{Op: op, N: len(k), K: map[string]float64{}, C: map[string]float64{}, Ratios: map[string]float64{}}
-		for _, p := range []struct {
-			name string
-			q    float64
-		}{{"p50", .5}, {"p95", .95}, {"p99", .99}} {
-			r.K[p.name], r.C[p.name] = ms(percentile(k, p.q)), ms(percentile(c, p.q))
-			if r.C[p.name] > 0 {
-				r.Ratios[p.name] = r.K[p.name] / r.C[p.name]
+		r := row{Op: op, N: len(s.m[kn][op]), Ms: map[string]map[string]float64{}, Ratios: map[string]map[string]float64{}}
+		for _, rt := range rts {
+			r.Ms[rt.name] = map[string]float64{}
+			for _, p := range []struct {
+				name string
+				q    float64
+			}{{"p50", .5}, {"p95", .95}, {"p99", .99}} {
+				r.Ms[rt.name][p.name] = ms(percentile(s.m[rt.name][op], p.q))
 			}
 		}
+		k := r.Ms[kn]
+		line := fmt.Sprintf("%-40s %4d | %8.2fms %8.2fms %8.2fms", op, r.N, k["p50"], k["p95"], k["p99"])
+		for _, rt := range rts[1:] {
+			o := r.Ms[rt.name]
+			r.Ratios[rt.name] = map[string]float64{}
+			for _, p := range []string{"p50", "p95", "p99"} {
+				if o[p] > 0 {
+					r.Ratios[rt.name][p] = k[p] / o[p]
+				}
+			}
+			line += fmt.Sprintf(" | %8.2fms %8.2fms %6.2f %6.2f", o["p50"], o["p95"], r.Ratios[rt.name]["p50"], r.Ratios[rt.name]["p95"])
+		}
 		rows = append(rows, r)
-		fmt.Printf("%-42s %5d | %8.2fms %8.2fms %8.2fms | %8.2fms %8.2fms %8.2fms | %6.2f %6.2f\n", op, len(k),
-			r.K["p50"], r.K["p95"], r.K["p99"], r.C["p50"], r.C["p95"], r.C["p99"], r.Ratios["p50"], r.Ratios["p95"])
+		fmt.Println(line)
 	}
 	fmt.Println()
 	mib := func(v any) float64 { return float64(v.(int64)) / (1 << 20) }
-	for _, name := range []string{kn, cn} {
-		fmt.Printf("%-10s RSS idle %6.1f MiB (CRI server alone %6.1f), with %d pods %6.1f MiB (alone %6.1f); CPU time %s → %s\n", name,
+	for _, rt := range rts {
+		name := rt.name
+		fmt.Printf("%-14s RSS idle %6.1f MiB (CRI server alone %6.1f), with %d pods %6.1f MiB (alone %6.1f); CPU time %s → %s\n", name,
 			mib(cost[name]["idle_rss_bytes"]), mib(cost[name]["idle_self_rss_bytes"]), *listPods,
 			mib(cost[name]["loaded_rss_bytes"]), mib(cost[name]["loaded_self_rss_bytes"]),
 			cost[name]["cpu_before"], cost[name]["cpu_after"])

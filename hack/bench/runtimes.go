@@ -192,6 +192,71 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.opt"]
 	return r, r.dial()
 }
 
+// startContainerd16CRI starts Debian's containerd 1.6 (its own binary, shim and CRI
+// plugin, config format 2) with the same runc, CNI plugins and registry.
+func startContainerd16CRI(base, binary string, reg *registry.Registry) (*runtime, error) {
+	dir := filepath.Join(base, "containerd16")
+	r := &runtime{name: "containerd-1.6", dir: dir, socket: filepath.Join(dir, "containerd.sock"),
+		subnet: "10.253.0.0/16", bridge: "dbench0", cgroupParent: "/keelson-bench-d"}
+	for _, d := range []string{filepath.Join(dir, "net.d"), filepath.Join(dir, "certs.d")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "net.d", "10-bench.conflist"), []byte(cniConf("dbench", r.bridge, r.subnet, filepath.Join(dir, "ipam"))), 0o644); err != nil {
+		return nil, err
+	}
+	if err := reg.WriteMirrorConfig(filepath.Join(dir, "certs.d")); err != nil {
+		return nil, err
+	}
+	cri := `plugins."io.containerd.grpc.v1.cri"`
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+imports = []
+disabled_plugins = ["io.containerd.internal.v1.opt"]
+
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+[debug]
+  level = "warn"
+
+[%[5]s]
+  sandbox_image = "registry.k8s.io/pause:3.10"
+  restrict_oom_score_adj = true
+  [%[5]s.containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [%[5]s.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [%[5]s.containerd.runtimes.runc.options]
+        BinaryName = %[6]q
+        Root = %[7]q
+  [%[5]s.cni]
+    bin_dir = %[8]q
+    conf_dir = %[9]q
+  [%[5]s.registry]
+    config_path = %[10]q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), r.socket, r.socket+".ttrpc", cri,
+		prefix+"/bin/runc", filepath.Join(dir, "runc"), prefix+"/cni/bin", filepath.Join(dir, "net.d"), filepath.Join(dir, "certs.d"))
+	cfgPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(binary, "--config", cfgPath)
+	// Its own shim first: the one beside it.
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(binary)+":"+os.Getenv("PATH"))
+	if err := startLogged(dir, "containerd", cmd); err != nil {
+		return nil, err
+	}
+	r.procs = append(r.procs, cmd)
+	r.costPids = func() []int { return []int{cmd.Process.Pid} }
+	r.selfPids = r.costPids
+	return r, r.dial()
+}
+
 // stop ends the runtime's processes (keelson stops its containerd itself).
 func (r *runtime) stop() {
 	if r.conn != nil {

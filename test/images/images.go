@@ -7,6 +7,7 @@ package images
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"os"
@@ -323,4 +324,39 @@ func shellImage(files []File) (v1.Image, error) {
 		Cmd: []string{"sh"},
 		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 	}, layer)
+}
+
+// Pull benchmark images: content no other image shares, so a pull downloads it all.
+const (
+	BenchSmall = "docker.io/keelson/bench-small:1" // one layer of 1 MiB
+	BenchLarge = "docker.io/keelson/bench-large:1" // five layers of 10 MiB
+)
+
+// BenchImages builds the pull benchmark's images: random (incompressible) file
+// content, so every pull moves the bytes the name promises.
+func BenchImages() (map[string]v1.Image, error) {
+	build := func(layers, size int) (v1.Image, error) {
+		var ls []v1.Layer
+		for i := range layers {
+			data := make([]byte, size)
+			if _, err := rand.Read(data); err != nil {
+				return nil, err
+			}
+			l, err := Layer([]File{{Path: fmt.Sprintf("data/%d.bin", i), Data: data}})
+			if err != nil {
+				return nil, err
+			}
+			ls = append(ls, l)
+		}
+		return Image(v1.Config{Cmd: []string{"/bin/true"}}, ls...)
+	}
+	small, err := build(1, 1<<20)
+	if err != nil {
+		return nil, err
+	}
+	large, err := build(5, 10<<20)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]v1.Image{BenchSmall: small, BenchLarge: large}, nil
 }
