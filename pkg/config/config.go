@@ -112,8 +112,8 @@ type Images struct {
 	SandboxImage           string   `toml:"sandbox_image" comment:"Image of the pod infra (pause) container. Pinned: kubelet's image GC never removes it. Reloaded on SIGHUP."`
 	RegistryConfigDir      string   `toml:"registry_config_dir" comment:"containerd hosts.toml directory (<dir>/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs, client certs, headers. Reloaded on SIGHUP."`
 	AuthFile               string   `toml:"auth_file" comment:"docker-style config.json with registry credentials, used when a pull carries none. Empty: none. Reloaded on SIGHUP."`
-	PullProgressTimeout    Duration `toml:"pull_progress_timeout" comment:"A pull whose bytes stop moving this long is cancelled. A slow but moving pull is never cut. Reloaded on SIGHUP."`
-	MaxConcurrentDownloads int      `toml:"max_concurrent_downloads" comment:"Layer downloads run at once across all pulls."`
+	PullProgressTimeout    Duration `toml:"pull_progress_timeout" comment:"A pull whose bytes stop moving this long is cancelled. A slow but moving pull is never cut (with containerd 2.x, whose Transfer service reports bytes a MiB at a time, moving means a MiB within this time). Reloaded on SIGHUP."`
+	MaxConcurrentDownloads int      `toml:"max_concurrent_downloads" comment:"Layer downloads run at once across all pulls (with containerd 2.x: the supervised containerd's Transfer service limit; an external containerd keeps its own)."`
 }
 
 // CDI configures Container Device Interface devices.

@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/containerd/containerd/v2/pkg/apparmor"
+	"github.com/containerd/platforms"
 
 	"github.com/keelson/keelson/pkg/cgroups"
 	"github.com/keelson/keelson/pkg/cni"
@@ -144,6 +145,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		PullProgressTimeout:    cfg.Images.PullProgressTimeout.D(),
 		MaxConcurrentDownloads: cfg.Images.MaxConcurrentDownloads,
 		SandboxImage:           cfg.Images.SandboxImage,
+		Transfer:               versionAtLeast(conn.Version(), 2, 0),
 	})
 	if err != nil {
 		return d, err
@@ -291,6 +293,10 @@ func supervisorFor(cfg config.Config) *runtime.Supervisor {
 			Address:   filepath.Join(dir, "containerd.sock"),
 			LogLevel:  cfg.Containerd.LogLevel,
 			SocketDir: socketDir,
+			// Pulls through the Transfer service: keelson's limit and snapshotter.
+			MaxConcurrentDownloads: cfg.Images.MaxConcurrentDownloads,
+			Snapshotter:            cfg.Containerd.Snapshotter,
+			Platform:               platforms.DefaultString(),
 		},
 		Namespace: cfg.Containerd.Namespace,
 		ExitPath:  func(id string) string { return container.ShimExitPath(cfg.StateDir, id) },

@@ -64,27 +64,57 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 		tracing.End(span, retErr)
 		metrics.ObservePull(start, prog.bytes.Load(), retErr)
 	}(time.Now())
+	go prog.watch(ctx, ref)
+
+	klog.V(2).InfoS("Pulling image", "ref", ref)
+	fetch := s.clientFetch
+	if s.opts.Transfer && (auth.empty() || auth.RegistryToken == "") {
+		fetch = s.transferFetch
+	}
+	rec, err := fetch(ctx, ref, host, auth, opts, prog)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return nil, fmt.Errorf("%v: %w", cause, errdefs.ErrUnavailable)
+		}
+		return nil, pullError(ref, host, err)
+	}
+	c, err := s.contentOf(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	s.idx.set(rec.Name, c)
+	// Also name the image by repo digest and by ID, as containerd's CRI does, so all
+	// three survive a restart and resolve to the same image.
+	for _, name := range []string{repoDigest(named, rec.Target.Digest.String()), c.ID} {
+		if name == rec.Name {
+			continue
+		}
+		if err := s.putRecord(ctx, name, rec.Target); err != nil {
+			return nil, err
+		}
+		s.idx.set(name, c)
+	}
+	s.triggerFsUsage()
+	out := s.idx.byID(c.ID)
+	klog.V(2).InfoS("Pulled image", "ref", ref, "id", c.ID, "size", c.Size)
+	return out, nil
+}
+
+// clientFetch pulls through the containerd client: blobs are fetched here and
+// written into containerd's content store over gRPC, and unpacked from here. It is
+// the path for containerd 1.x (no Transfer service) and for a bearer registry token
+// (which 2.x's Transfer service does not apply).
+func (s *Service) clientFetch(ctx context.Context, ref, host string, auth *Auth, opts *PullOptions, prog *progress) (_ images.Image, retErr error) {
 	if !auth.empty() && auth.RegistryToken != "" {
 		prog.token, prog.tokenFor = auth.RegistryToken, auth.ServerAddress
 		if prog.tokenFor == "" {
 			prog.tokenFor = host
 		}
 	}
-	go prog.watch(ctx, ref)
-
 	resolver := docker.NewResolver(docker.ResolverOptions{
 		Hosts: config.ConfigureHosts(ctx, config.HostOptions{
-			HostDir: config.HostDirFromRoot(opts.RegistryConfigDir),
-			Credentials: func(h string) (string, string, error) {
-				if !auth.empty() {
-					return auth.credentials(h)
-				}
-				fileAuth, err := loadAuthFile(opts.AuthFile, h)
-				if err != nil {
-					return "", "", err
-				}
-				return fileAuth.credentials(h)
-			},
+			HostDir:      config.HostDirFromRoot(opts.RegistryConfigDir),
+			Credentials:  func(h string) (string, string, error) { return pullCredentials(auth, opts, h) },
 			UpdateClient: prog.wrap,
 		}),
 	})
@@ -110,7 +140,6 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 		}
 	}()
 
-	klog.V(2).InfoS("Pulling image", "ref", ref)
 	img, err := s.client.Pull(ctx, ref,
 		containerd.WithResolver(resolver),
 		containerd.WithPullUnpack,
@@ -120,32 +149,22 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 		containerd.WithImageHandler(track),
 	)
 	if err != nil {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-			return nil, fmt.Errorf("%v: %w", cause, errdefs.ErrUnavailable)
-		}
-		return nil, pullError(ref, host, err)
+		return images.Image{}, err
 	}
-	rec := img.Metadata()
-	c, err := s.contentOf(ctx, rec)
+	return img.Metadata(), nil
+}
+
+// pullCredentials are the credentials for host (a registry or a mirror): the pull
+// request's, else images.auth_file's.
+func pullCredentials(auth *Auth, opts *PullOptions, host string) (string, string, error) {
+	if !auth.empty() {
+		return auth.credentials(host)
+	}
+	fileAuth, err := loadAuthFile(opts.AuthFile, host)
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
-	s.idx.set(rec.Name, c)
-	// Also name the image by repo digest and by ID, as containerd's CRI does, so all
-	// three survive a restart and resolve to the same image.
-	for _, name := range []string{repoDigest(named, rec.Target.Digest.String()), c.ID} {
-		if name == rec.Name {
-			continue
-		}
-		if err := s.putRecord(ctx, name, rec.Target); err != nil {
-			return nil, err
-		}
-		s.idx.set(name, c)
-	}
-	s.triggerFsUsage()
-	out := s.idx.byID(c.ID)
-	klog.V(2).InfoS("Pulled image", "ref", ref, "id", c.ID, "size", c.Size)
-	return out, nil
+	return fileAuth.credentials(host)
 }
 
 // PullProgress reports the pull of ref in progress, if there is one.
@@ -232,7 +251,10 @@ func pullError(ref, host string, err error) error {
 	}
 	var netErr net.Error
 	var opErr *net.OpError
-	if errors.As(err, &opErr) || (errors.As(err, &netErr) && netErr.Timeout()) {
+	// Through the Transfer service the error is text only.
+	unreachable := strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") ||
+		strings.Contains(msg, "i/o timeout") || strings.Contains(msg, "network is unreachable")
+	if unreachable || errors.As(err, &opErr) || (errors.As(err, &netErr) && netErr.Timeout()) {
 		return fmt.Errorf("pulling %s: registry %s (or its configured mirrors) unreachable: %v: %w", ref, host, err, errdefs.ErrUnavailable)
 	}
 	if errdefs.IsNotFound(err) {

@@ -37,7 +37,9 @@ type Options struct {
 	AuthFile               string
 	PullProgressTimeout    time.Duration
 	MaxConcurrentDownloads int
-	SandboxImage           string
+	// Transfer: containerd has the Transfer service (2.x); pulls go through it.
+	Transfer     bool
+	SandboxImage string
 }
 
 // PullOptions are the pull settings a reload may change.

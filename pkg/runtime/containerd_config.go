@@ -50,6 +50,12 @@ type ChildConfig struct {
 	Address   string // gRPC socket
 	LogLevel  string
 	SocketDir string // shim sockets (containerd 2.x only; empty = containerd's default)
+	// The Transfer service's pulls (containerd 2.x): layers downloaded at once across
+	// all pulls (0: containerd's default), and the snapshotter it unpacks into for
+	// this platform (empty: containerd's default).
+	MaxConcurrentDownloads int
+	Snapshotter            string
+	Platform               string
 }
 
 // Render returns the containerd config file for a containerd of the given major
@@ -73,6 +79,15 @@ func (c ChildConfig) Render(major int) string {
 	b.WriteString("[metrics]\n  address = \"\"\n")
 	if major == 2 && c.SocketDir != "" {
 		fmt.Fprintf(&b, "\n[plugins.'io.containerd.shim.v1.manager']\n  socket_dir = %s\n", q(c.SocketDir))
+	}
+	if major == 2 && (c.MaxConcurrentDownloads > 0 || c.Snapshotter != "") {
+		b.WriteString("\n[plugins.'io.containerd.transfer.v1.local']\n")
+		if c.MaxConcurrentDownloads > 0 {
+			fmt.Fprintf(&b, "  max_concurrent_downloads = %d\n", c.MaxConcurrentDownloads)
+		}
+		if c.Snapshotter != "" && c.Platform != "" {
+			fmt.Fprintf(&b, "  [[plugins.'io.containerd.transfer.v1.local'.unpack_config]]\n    platform = %s\n    snapshotter = %s\n", q(c.Platform), q(c.Snapshotter))
+		}
 	}
 	return b.String()
 }

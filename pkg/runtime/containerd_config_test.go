@@ -8,7 +8,8 @@ import (
 )
 
 func TestRenderChildConfig(t *testing.T) {
-	c := ChildConfig{Root: "/r", State: "/s", Address: "/s/c.sock", LogLevel: "info", SocketDir: "/s/sh"}
+	c := ChildConfig{Root: "/r", State: "/s", Address: "/s/c.sock", LogLevel: "info", SocketDir: "/s/sh",
+		MaxConcurrentDownloads: 4, Snapshotter: "overlayfs", Platform: "linux/amd64"}
 	for _, tc := range []struct {
 		major       int
 		wantVersion int64
@@ -37,6 +38,14 @@ func TestRenderChildConfig(t *testing.T) {
 		}
 		if strings.Contains(out, "socket_dir") != tc.shimDir {
 			t.Errorf("major %d: socket_dir presence wrong:\n%s", tc.major, out)
+		}
+		if tc.major == 2 {
+			plugins := parsed["plugins"].(map[string]any)
+			tr, _ := plugins["io.containerd.transfer.v1.local"].(map[string]any)
+			unpack, _ := tr["unpack_config"].([]any)
+			if tr["max_concurrent_downloads"] != int64(4) || len(unpack) != 1 || unpack[0].(map[string]any)["snapshotter"] != "overlayfs" {
+				t.Errorf("transfer plugin config wrong:\n%s", out)
+			}
 		}
 	}
 }

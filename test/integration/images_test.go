@@ -387,11 +387,20 @@ func TestPullProgressTimeout(t *testing.T) {
 		}
 	})
 	t.Run("slow but moving pull succeeds", func(t *testing.T) {
-		// About 5s for a ~1 MiB layer: longer than the 2s timeout, never silent for it.
-		r.SetMiddleware(registry.SlowBlobs(64<<10, 300*time.Millisecond))
+		// About 10s for 50 MiB: longer than the 2s timeout, never silent for it. (With
+		// containerd 2.x's Transfer service keelson sees bytes move a MiB at a time, so
+		// "moving" means a MiB within the timeout: 0.2s here.)
+		bench, err := images.BenchImages()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Push(images.BenchLarge, bench[images.BenchLarge]); err != nil {
+			t.Fatal(err)
+		}
+		r.SetMiddleware(registry.SlowBlobs(512<<10, 100*time.Millisecond))
 		defer r.SetMiddleware(nil)
 		start := time.Now()
-		if _, err := pull(t, k, "busybox:stall", nil); err != nil {
+		if _, err := pull(t, k, images.BenchLarge, nil); err != nil {
 			t.Fatalf("slow pull: %v", err)
 		}
 		if took := time.Since(start); took < 2*time.Second {
