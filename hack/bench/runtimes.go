@@ -106,6 +106,9 @@ state_dir = %q
   bin_dirs = [%q]
 [images]
   registry_config_dir = %q
+[metrics]
+  # served, as by default, but on a free port: another keelson may hold the default
+  address = "127.0.0.1:0"
 `, filepath.Join(dir, "root"), filepath.Join(dir, "run"), r.socket, prefix+"/bin/containerd",
 		filepath.Join(dir, "net.d"), prefix+"/cni/bin", filepath.Join(dir, "certs.d"))
 	cfgPath := filepath.Join(dir, "config.toml")
