@@ -669,7 +669,9 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	if err == nil {
 		if task, err := cc.Task(ctx, nil); err == nil {
 			s.deleteTask(ctx, c, task)
-		} else if errdefs.IsNotFound(err) {
+		} else if errdefs.IsNotFound(err) && c.Status().StartedAt == 0 {
+			// Never started: its task creation may have been cut short. (A task that
+			// ran was deleted by keelson; no scan of the shims for those.)
 			s.deleteStrayTask(ctx, c)
 		}
 		if err := cc.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {

@@ -292,7 +292,11 @@ func (s *Service) stopInfra(ctx context.Context, sb *Sandbox) error {
 	}
 	task, err := container.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {
-		// A creation cut short may live on in the shim (see runtime.DeleteStrayTask).
+		if sb.Status().Pid != 0 {
+			return nil // it ran, and was deleted by keelson
+		}
+		// Never started: a creation cut short may live on in the shim (see
+		// runtime.DeleteStrayTask).
 		if _, err := s.conn.DeleteStrayTask(ctx, sb.ID, sb.ID); err != nil {
 			klog.ErrorS(err, "Deleting an infra task its shim may hold (keelson doctor lists the shim)", "podSandboxID", sb.ID)
 		}
