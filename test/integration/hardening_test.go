@@ -332,15 +332,7 @@ func TestNoResurrection(t *testing.T) {
 // Registry passwords and environment values never reach the log, even at -v=10.
 func TestSecretsNotLogged(t *testing.T) {
 	harness.RequireRoot(t)
-	r, err := registry.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	bb, _ := images.BusyboxImage()
-	if err := r.Push("docker.io/keelson/private:1", bb); err != nil {
-		t.Fatal(err)
-	}
+	r := busyboxRegistry(t, "docker.io/keelson/private:1")
 	password := fmt.Sprintf("pw-%d", rand.Int64())
 	r.SetMiddleware(registry.BasicAuth("alice", password))
 	k := startWithRegistry(t, r, func(o *harness.Options) { o.Args = []string{"-v", "10"} })

@@ -35,6 +35,27 @@ func startWithRegistry(t *testing.T, r *registry.Registry, mutate ...func(*harne
 	return k
 }
 
+// busyboxRegistry starts a registry for one test, serving the busybox image under
+// each of refs.
+func busyboxRegistry(t *testing.T, refs ...string) *registry.Registry {
+	t.Helper()
+	r, err := registry.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	bb, err := images.BusyboxImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range refs {
+		if err := r.Push(ref, bb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
 func pull(t *testing.T, k *harness.Keelson, ref string, auth *runtimeapi.AuthConfig) (string, error) {
 	t.Helper()
 	resp, err := k.Images.PullImage(harness.Ctx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}, Auth: auth})
@@ -263,22 +284,14 @@ func TestImageUser(t *testing.T) {
 }
 
 func TestPullWithAuth(t *testing.T) {
-	r, err := registry.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	bb, _ := images.BusyboxImage()
-	if err := r.Push("docker.io/keelson/private:1", bb); err != nil {
-		t.Fatal(err)
-	}
+	r := busyboxRegistry(t, "docker.io/keelson/private:1")
 	r.SetMiddleware(registry.BasicAuth("alice", "s3cret"))
 
 	authFile := filepath.Join(harness.NewDir(t, "ktauth-"), "config.json")
 	k := startWithRegistry(t, r, func(o *harness.Options) { o.AuthFile = authFile })
 	ref := "docker.io/keelson/private:1"
 
-	_, err = pull(t, k, ref, nil)
+	_, err := pull(t, k, ref, nil)
 	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "authentication failed") {
 		t.Errorf("no credentials: %v, want Unauthenticated saying authentication failed", err)
 	}
@@ -355,15 +368,7 @@ func TestPullErrors(t *testing.T) {
 }
 
 func TestPullProgressTimeout(t *testing.T) {
-	r, err := registry.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	bb, _ := images.BusyboxImage()
-	if err := r.Push("docker.io/library/busybox:stall", bb); err != nil {
-		t.Fatal(err)
-	}
+	r := busyboxRegistry(t, "docker.io/library/busybox:stall")
 	k := startWithRegistry(t, r, func(o *harness.Options) { o.PullProgressTimeout = "2s" })
 
 	t.Run("stalled pull is cancelled and leaves nothing", func(t *testing.T) {

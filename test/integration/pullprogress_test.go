@@ -12,23 +12,14 @@ import (
 
 	"github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/test/harness"
-	testimages "github.com/keelson/keelson/test/images"
 	"github.com/keelson/keelson/test/registry"
 )
 
 // While a pull runs, ImageStatus (verbose) of the image reports its progress, and
 // `keelson images pull` prints it.
 func TestPullProgress(t *testing.T) {
-	r, err := registry.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	bb, _ := testimages.BusyboxImage()
 	const ref = "docker.io/keelson/slow:1"
-	if err := r.Push(ref, bb); err != nil {
-		t.Fatal(err)
-	}
+	r := busyboxRegistry(t, ref)
 	r.SetMiddleware(registry.SlowBlobs(32<<10, 150*time.Millisecond)) // a few seconds
 	k := startWithRegistry(t, r)
 

@@ -15,7 +15,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/keelson/keelson/test/harness"
-	"github.com/keelson/keelson/test/images"
 	"github.com/keelson/keelson/test/registry"
 )
 
@@ -35,17 +34,7 @@ func unixGet(socket, path string) (int, error) {
 // SIGHUP applies each reloadable key to a running keelson, one at a time, and names
 // the changed keys that need a restart; the pod running meanwhile is not touched.
 func TestReloadPerKey(t *testing.T) {
-	r, err := registry.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	bb, _ := images.BusyboxImage()
-	for _, tag := range []string{"1", "2"} {
-		if err := r.Push("docker.io/keelson/private:"+tag, bb); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r := busyboxRegistry(t, "docker.io/keelson/private:1", "docker.io/keelson/private:2")
 	r.SetMiddleware(registry.BasicAuth("alice", "s3cret"))
 	dir := harness.NewDir(t, "ktreload-")
 	debugSocket, metricsSocket := filepath.Join(dir, "debug.sock"), filepath.Join(dir, "metrics.sock")
