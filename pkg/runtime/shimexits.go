@@ -107,14 +107,10 @@ func askShim(ctx context.Context, bundle, id string, wait bool) (*ShimExit, erro
 	if err != nil {
 		return nil, err
 	}
-	var d net.Dialer
-	dctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
-	conn, err := d.DialContext(dctx, "unix", address)
-	cancel()
+	client, err := dialShim(ctx, address)
 	if err != nil {
 		return nil, err
 	}
-	client := ttrpc.NewClient(conn)
 	defer client.Close()
 	var (
 		status   = tasktypes.Status_STOPPED
@@ -151,6 +147,18 @@ func askShim(ctx context.Context, bundle, id string, wait bool) (*ShimExit, erro
 		return nil, nil
 	}
 	return &ShimExit{Status: code, ExitedAt: exitedAt.AsTime()}, nil
+}
+
+// dialShim connects to a shim's task API socket, within shimCallTimeout.
+func dialShim(ctx context.Context, path string) (*ttrpc.Client, error) {
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
+	defer cancel()
+	conn, err := d.DialContext(dctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	return ttrpc.NewClient(conn), nil
 }
 
 // ShimBundle finds the bundle dir of a running task from its init process: the

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
-	"github.com/containerd/ttrpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
@@ -99,18 +97,14 @@ func (c *Conn) EndPodShim(group string) {
 // deleteShimTask deletes task id through the task API at a shim's socket (v3, or v2
 // for containerd 1.x's shims) and asks the shim to exit if that was its last task.
 func deleteShimTask(ctx context.Context, path, namespace, id string) (bool, error) {
-	var d net.Dialer
-	dctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
-	conn, err := d.DialContext(dctx, "unix", path)
-	cancel()
+	client, err := dialShim(ctx, path)
 	if err != nil {
 		return false, err
 	}
-	client := ttrpc.NewClient(conn)
 	defer client.Close()
 	// runc deletes a created container by killing its init and polling up to 10 s
 	// for it to go.
-	ctx, cancel = context.WithTimeout(namespaces.WithNamespace(ctx, namespace), 15*time.Second)
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(ctx, namespace), 15*time.Second)
 	defer cancel()
 	v3, v2 := taskv3.NewTTRPCTaskClient(client), taskv2.NewTTRPCTaskClient(client)
 	_, err = v3.Delete(ctx, &taskv3.DeleteRequest{ID: id})
