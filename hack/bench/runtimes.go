@@ -133,15 +133,7 @@ func startContainerdCRI(base string, reg *registry.Registry) (*runtime, error) {
 	dir := filepath.Join(base, "containerd")
 	r := &runtime{name: "containerd", dir: dir, socket: filepath.Join(dir, "containerd.sock"),
 		subnet: "10.252.0.0/16", bridge: "cbench0", cgroupParent: "/keelson-bench-c"}
-	for _, d := range []string{filepath.Join(dir, "net.d"), filepath.Join(dir, "certs.d")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "net.d", "10-bench.conflist"), []byte(cniConf("cbench", r.bridge, r.subnet, filepath.Join(dir, "ipam"))), 0o644); err != nil {
-		return nil, err
-	}
-	if err := reg.WriteMirrorConfig(filepath.Join(dir, "certs.d")); err != nil {
+	if err := r.prepareCRIDirs("cbench", reg); err != nil {
 		return nil, err
 	}
 	cfg := fmt.Sprintf(`version = 3
@@ -180,19 +172,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.opt"]
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), r.socket, r.socket+".ttrpc",
 		filepath.Join(dir, "certs.d"), prefix+"/bin/runc", filepath.Join(dir, "runc"),
 		prefix+"/cni/bin", filepath.Join(dir, "net.d"))
-	cfgPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(prefix+"/bin/containerd", "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "PATH="+prefix+"/bin:"+os.Getenv("PATH"))
-	if err := startLogged(dir, "containerd", cmd); err != nil {
-		return nil, err
-	}
-	r.procs = append(r.procs, cmd)
-	r.costPids = func() []int { return []int{cmd.Process.Pid} }
-	r.selfPids = r.costPids
-	return r, r.dial()
+	return r, r.startCRI(prefix+"/bin/containerd", cfg)
 }
 
 // startContainerd16CRI starts Debian's containerd 1.6 (its own binary, shim and CRI
@@ -201,15 +181,7 @@ func startContainerd16CRI(base, binary string, reg *registry.Registry) (*runtime
 	dir := filepath.Join(base, "containerd16")
 	r := &runtime{name: "containerd-1.6", dir: dir, socket: filepath.Join(dir, "containerd.sock"),
 		subnet: "10.253.0.0/16", bridge: "dbench0", cgroupParent: "/keelson-bench-d"}
-	for _, d := range []string{filepath.Join(dir, "net.d"), filepath.Join(dir, "certs.d")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "net.d", "10-bench.conflist"), []byte(cniConf("dbench", r.bridge, r.subnet, filepath.Join(dir, "ipam"))), 0o644); err != nil {
-		return nil, err
-	}
-	if err := reg.WriteMirrorConfig(filepath.Join(dir, "certs.d")); err != nil {
+	if err := r.prepareCRIDirs("dbench", reg); err != nil {
 		return nil, err
 	}
 	cri := `plugins."io.containerd.grpc.v1.cri"`
@@ -244,20 +216,39 @@ disabled_plugins = ["io.containerd.internal.v1.opt"]
     config_path = %[10]q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), r.socket, r.socket+".ttrpc", cri,
 		prefix+"/bin/runc", filepath.Join(dir, "runc"), prefix+"/cni/bin", filepath.Join(dir, "net.d"), filepath.Join(dir, "certs.d"))
-	cfgPath := filepath.Join(dir, "config.toml")
+	return r, r.startCRI(binary, cfg)
+}
+
+// prepareCRIDirs writes a containerd CRI runtime's CNI network and registry mirror
+// config under its dir.
+func (r *runtime) prepareCRIDirs(network string, reg *registry.Registry) error {
+	for _, d := range []string{filepath.Join(r.dir, "net.d"), filepath.Join(r.dir, "certs.d")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(r.dir, "net.d", "10-bench.conflist"), []byte(cniConf(network, r.bridge, r.subnet, filepath.Join(r.dir, "ipam"))), 0o644); err != nil {
+		return err
+	}
+	return reg.WriteMirrorConfig(filepath.Join(r.dir, "certs.d"))
+}
+
+// startCRI starts a containerd binary with its CRI plugin on cfg (its own shim found
+// first: the one beside it) and connects to it.
+func (r *runtime) startCRI(binary, cfg string) error {
+	cfgPath := filepath.Join(r.dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return nil, err
+		return err
 	}
 	cmd := exec.Command(binary, "--config", cfgPath)
-	// Its own shim first: the one beside it.
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(binary)+":"+os.Getenv("PATH"))
-	if err := startLogged(dir, "containerd", cmd); err != nil {
-		return nil, err
+	if err := startLogged(r.dir, "containerd", cmd); err != nil {
+		return err
 	}
 	r.procs = append(r.procs, cmd)
 	r.costPids = func() []int { return []int{cmd.Process.Pid} }
 	r.selfPids = r.costPids
-	return r, r.dial()
+	return r.dial()
 }
 
 // stop ends the runtime's processes (keelson stops its containerd itself).
