@@ -38,7 +38,7 @@ func (c *Conn) DeleteStrayTask(ctx context.Context, group, id string) (bool, err
 		if sh.ID != group {
 			continue
 		}
-		for _, path := range c.taskSockets(sh) {
+		for _, path := range TaskSockets(c.Address, c.Namespace, sh) {
 			found, err := deleteShimTask(ctx, path, c.Namespace, id)
 			if err == nil {
 				if found {
@@ -55,12 +55,13 @@ func (c *Conn) DeleteStrayTask(ctx context.Context, group, id string) (bool, err
 	return false, nil
 }
 
-// taskSockets is where a shim may serve its task API: of the sockets it listens
-// on (the task API's, and a debug socket when containerd debugs), the one the runc
-// shim names by the SHA-256 of <containerd address>/<namespace>/<group>, else all.
-func (c *Conn) taskSockets(sh Shim) []string {
+// TaskSockets is where shim sh of the containerd at address may serve its task
+// API: of the sockets it listens on (the task API's, and a debug socket when
+// containerd debugs), the one the runc shim names by the SHA-256 of
+// <containerd address>/<namespace>/<group>, else all.
+func TaskSockets(address, namespace string, sh Shim) []string {
 	paths := ShimSockets(sh.Pid)
-	want := fmt.Sprintf("%x", sha256.Sum256([]byte(filepath.Join(c.Address, c.Namespace, sh.ID))))
+	want := fmt.Sprintf("%x", sha256.Sum256([]byte(filepath.Join(address, namespace, sh.ID))))
 	for _, p := range paths {
 		if filepath.Base(p) == want {
 			return []string{p}

@@ -59,7 +59,6 @@ func TestEndPodShim(t *testing.T) {
 // runc shim's naming.
 func TestTaskSockets(t *testing.T) {
 	dir := t.TempDir()
-	c := &Conn{Namespace: "test-ns", Address: "/test/containerd.sock"}
 	task := filepath.Join(dir, fmt.Sprintf("%x", sha256.Sum256([]byte("/test/containerd.sock/test-ns/pod-a"))))
 	debug := filepath.Join(dir, fmt.Sprintf("%x", sha256.Sum256([]byte("/test/containerd.sock/test-ns/pod-a/debug"))))
 	for _, p := range []string{debug, task} {
@@ -73,10 +72,10 @@ func TestTaskSockets(t *testing.T) {
 	if !slices.Contains(all, task) || !slices.Contains(all, debug) {
 		t.Fatalf("ShimSockets = %v, want both %s and %s", all, task, debug)
 	}
-	if got := c.taskSockets(Shim{Pid: os.Getpid(), ID: "pod-a"}); !slices.Equal(got, []string{task}) {
-		t.Errorf("taskSockets = %v, want [%s]", got, task)
+	if got := TaskSockets("/test/containerd.sock", "test-ns", Shim{Pid: os.Getpid(), ID: "pod-a"}); !slices.Equal(got, []string{task}) {
+		t.Errorf("TaskSockets = %v, want [%s]", got, task)
 	}
-	if got := c.taskSockets(Shim{Pid: os.Getpid(), ID: "pod-b"}); len(got) != len(all) {
-		t.Errorf("taskSockets of an unknown naming = %v, want every socket %v", got, all)
+	if got := TaskSockets("/test/containerd.sock", "test-ns", Shim{Pid: os.Getpid(), ID: "pod-b"}); len(got) != len(all) {
+		t.Errorf("TaskSockets of an unknown naming = %v, want every socket %v", got, all)
 	}
 }

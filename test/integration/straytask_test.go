@@ -87,10 +87,10 @@ func createInShim(t *testing.T, k *harness.Keelson, group, id string) {
 	req := &taskv3.CreateTaskRequest{ID: id, Bundle: bundle, Rootfs: mount.ToProto(mounts)}
 	var errs []error
 	for _, sh := range runtime.Shims(harness.Namespace, k.ContainerdSocket) {
-		for _, path := range runtime.ShimSockets(sh.Pid) {
-			if sh.ID != group {
-				continue
-			}
+		if sh.ID != group {
+			continue
+		}
+		for _, path := range runtime.TaskSockets(k.ContainerdSocket, harness.Namespace, sh) {
 			conn, err := net.Dial("unix", path)
 			if err != nil {
 				errs = append(errs, err)
