@@ -2,6 +2,7 @@ package stats
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,9 +16,11 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"k8s.io/klog/v2"
 
+	"github.com/keelson/keelson/pkg/cgroups"
 	"github.com/keelson/keelson/pkg/container"
 	"github.com/keelson/keelson/pkg/metrics"
 	"github.com/keelson/keelson/pkg/netns"
+	"github.com/keelson/keelson/pkg/oci"
 	"github.com/keelson/keelson/pkg/sandbox"
 )
 
@@ -65,6 +68,9 @@ type target struct {
 	pid       uint32 // infra task's pid (pods)
 	netns     bool   // the pod has its own network namespace
 	netnsPath string // where it is pinned (read there when there is no infra process)
+	// cgroupsPath is the task's cgroup (the OCI spec's cgroupsPath, either driver's
+	// form); asked once per task.
+	cgroupsPath func() string
 }
 
 // Collector samples all tasks periodically and answers from its cache.
@@ -77,6 +83,9 @@ type Collector struct {
 	usage    func(ctx context.Context, key string) (snapshots.Usage, error)
 	fsRoot   func(ctx context.Context) string
 	procRoot string
+	// cgroups reads tasks' metrics from their cgroup files; nil: containerd is asked
+	// for every task.
+	cgroups *cgroupReader
 
 	sampleMu sync.Mutex         // one task sample at a time; callers that wait share its result
 	interval chan time.Duration // a new background interval (SetInterval)
@@ -146,6 +155,7 @@ func New(client *containerd.Client, opts Options, src Sources) *Collector {
 	c.usage = func(ctx context.Context, key string) (snapshots.Usage, error) {
 		return client.SnapshotService(opts.Snapshotter).Usage(ctx, key)
 	}
+	c.cgroups = newCgroupReader(cgroups.Root, cgroups.IsV2(), fileBudget())
 	c.fsRoot = func(ctx context.Context) string {
 		resp, err := client.IntrospectionService().Plugins(ctx, `type=="io.containerd.snapshotter.v1",id=="`+opts.Snapshotter+`"`)
 		if err != nil || len(resp.GetPlugins()) == 0 {
@@ -187,12 +197,16 @@ func targets(src Sources) []target {
 			out = append(out, target{
 				id: sb.ID, sandboxID: sb.ID, pod: true,
 				running: st.State == sandbox.StateReady, pid: st.Pid, netns: sb.NetNSPath != "", netnsPath: sb.NetNSPath,
+				cgroupsPath: func() string { return oci.SpecCgroupsPath(sb.Spec()) },
 			})
 		}
 	}
 	if src.Containers != nil {
 		for _, c := range src.Containers() {
-			out = append(out, target{id: c.ID, sandboxID: c.SandboxID, running: c.Status().State == container.StateRunning})
+			out = append(out, target{
+				id: c.ID, sandboxID: c.SandboxID, running: c.Status().State == container.StateRunning,
+				cgroupsPath: func() string { return oci.SpecCgroupsPath(c.Spec()) },
+			})
 		}
 	}
 	return out
@@ -357,35 +371,7 @@ func (c *Collector) sampleTasks(ctx context.Context, scope map[string]bool, star
 		}
 	}
 
-	// Tasks: one call for all of them.
-	samples := map[string]taskSample{}
-	fetched := false
-	if running > 0 {
-		var filters []string
-		if !full {
-			for _, t := range in {
-				filters = append(filters, "id=="+t.id)
-			}
-		}
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		metrics, err := c.fetch(cctx, filters)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				klog.V(2).InfoS("Sampling task metrics", "err", err)
-			}
-		} else {
-			fetched = true
-			for _, m := range metrics {
-				s, err := decodeMetric(m)
-				if err != nil {
-					klog.V(4).InfoS("Skipping a task's metrics", "id", m.GetID(), "err", err)
-					continue
-				}
-				samples[m.GetID()] = s
-			}
-		}
-	}
+	samples, fetched := c.sampleTaskMetrics(ctx, in, full, running > 0)
 
 	// Pod networks, from the infra process's view of /proc.
 	nets := map[string]*Network{}
@@ -409,6 +395,70 @@ func (c *Collector) sampleTasks(ctx context.Context, scope map[string]bool, star
 		c.forget(all)
 	}
 	return in
+}
+
+// sampleTaskMetrics samples the tasks among in: from their cgroups where the
+// collector can read them, the others (all, without a cgroup reader) in one
+// containerd call. fetched is false when containerd was asked and did not answer.
+func (c *Collector) sampleTaskMetrics(ctx context.Context, in []target, full, anyRunning bool) (map[string]taskSample, bool) {
+	samples := map[string]taskSample{}
+	ask := in
+	if c.cgroups != nil {
+		c.cgroups.begin()
+		ask = nil
+		for _, t := range in {
+			if t.pod && t.pid == 0 {
+				continue // no infra process, no task
+			}
+			s, err := c.cgroups.sample(t.id, t.cgroupsPath, time.Now())
+			switch {
+			case err == nil:
+				samples[t.id] = s
+			case errors.Is(err, errNoCgroup):
+				if t.running { // not on this host: a VM-based runtime's, say
+					ask = append(ask, t)
+				}
+			default:
+				klog.V(4).InfoS("Reading a task's cgroup", "id", t.id, "err", err)
+			}
+		}
+		if full {
+			ids := make(map[string]bool, len(in))
+			for _, t := range in {
+				ids[t.id] = true
+			}
+			c.cgroups.forget(func(id string) bool { return ids[id] })
+		}
+		full, anyRunning = false, len(ask) > 0
+	}
+	if !anyRunning {
+		return samples, true
+	}
+	// One call for all of them.
+	var filters []string
+	if !full {
+		for _, t := range ask {
+			filters = append(filters, "id=="+t.id)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	metrics, err := c.fetch(cctx, filters)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			klog.V(2).InfoS("Sampling task metrics", "err", err)
+		}
+		return samples, false
+	}
+	for _, m := range metrics {
+		s, err := decodeMetric(m)
+		if err != nil {
+			klog.V(4).InfoS("Skipping a task's metrics", "id", m.GetID(), "err", err)
+			continue
+		}
+		samples[m.GetID()] = s
+	}
+	return samples, true
 }
 
 // measureLayers measures the writable layers of the containers among in: new ones at

@@ -1,8 +1,9 @@
 // Package stats samples the resource usage of every container and pod sandbox in the
 // background, so that the CRI stats RPCs answer from memory.
 //
-// Every Interval one containerd call (TaskService.Metrics, no filter) returns the
-// cgroup metrics of all tasks of keelson's namespace; they are decoded (cgroup v1 or
+// Every Interval the cgroup metrics of every task are read from its cgroup files,
+// which keelson keeps open (see cgroupfiles.go); tasks with no cgroup on this host are
+// asked of containerd (TaskService.Metrics) in one call. They are decoded (cgroup v1 or
 // v2), turned into usage figures (CPU rate from the delta of two samples, memory
 // working set as kubelet and cAdvisor define it) and cached. Pod network counters come
 // from /proc/<infra pid>/net/dev; writable-layer usage from the snapshotter, less
