@@ -108,11 +108,11 @@ critest: cri-tools build
 
 ## bench: keelson and containerd's built-in CRI side by side (see README, Performance)
 bench: deps
-	go run ./hack/bench --json bench.json
+	go run ./hack/bench --json bench.json --png docs/bench.png --cycles 1000
 
 ## bench-smoke: the benchmark end to end with a few iterations (no timing assertions)
 bench-smoke:
-	go run ./hack/bench --smoke
+	go run ./hack/bench --smoke --cycles 3 --png bin/bench-smoke.png
 
 clean:
 	rm -rf bin

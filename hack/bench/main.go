@@ -4,7 +4,7 @@
 // interleaving their rounds so machine noise hits both alike, and prints p50/p95/p99
 // per operation with the keelson/containerd ratio (also written as JSON).
 //
-//	go run ./hack/bench [--rounds 30] [--list-pods 100] [--json bench.json]
+//	go run ./hack/bench [--rounds 30] [--list-pods 110] [--json bench.json] [--png bench.png] [--cycles 1000]
 //
 // Needs root and hack/install-deps.sh. `--smoke` runs a few iterations only.
 package main
@@ -32,7 +32,10 @@ const prefix = "/opt/keelson"
 
 var (
 	rounds       = flag.Int("rounds", 30, "iterations of each single-pod workload per runtime")
-	listPods     = flag.Int("list-pods", 100, "pods (with 3 containers each) present for the List* workload")
+	listPods     = flag.Int("list-pods", 110, "pods (with 3 containers each) present for the List* workload (kubelet's max-pods default)")
+	idle         = flag.Duration("idle", time.Minute, "how long the runtimes sit idle with the List* pods, to measure their CPU use")
+	cycles       = flag.Int("cycles", 0, "pod create/delete cycles run on keelson last, followed by `keelson doctor`")
+	pngOut       = flag.String("png", "", "draw the p50 latencies by operation as a PNG chart here")
 	parallel     = flag.Int("parallel-pods", 20, "pods created at once by 4 clients")
 	jsonOut      = flag.String("json", "", "write the results as JSON here")
 	smoke        = flag.Bool("smoke", false, "a few iterations only (for make test)")
@@ -68,7 +71,8 @@ func (s *samples) time(rt, op string, fn func() error) error {
 func main() {
 	flag.Parse()
 	if *smoke {
-		*rounds, *listPods, *parallel = 2, 5, 4
+		*rounds, *listPods, *parallel, *idle = 2, 5, 4, time.Second
+		*cycles = min(*cycles, 3)
 	}
 	if os.Geteuid() != 0 {
 		fail(fmt.Errorf("needs root"))
@@ -171,6 +175,7 @@ func main() {
 	for _, r := range rts {
 		check(populate(r, *listPods))
 	}
+	idleCPU(rts, cost)
 	for i := range *rounds * 10 {
 		order := rotate(rts, i)
 		for _, r := range order {
@@ -184,7 +189,62 @@ func main() {
 		cost[r.name]["loaded_self_rss_bytes"] = self
 		cost[r.name]["cpu_after"] = cpu.String()
 	}
+	for _, r := range rts {
+		r.cleanupPods()
+	}
+	if *cycles > 0 {
+		check(churn(k, *cycles, cost))
+	}
 	report(res, cost, rts)
+}
+
+// idleCPU measures the CPU the runtimes use while idle with the List* pods present
+// (background stats sampling, housekeeping), all of them over the same window.
+func idleCPU(rts []*runtime, cost map[string]map[string]any) {
+	before := map[string]time.Duration{}
+	for _, r := range rts {
+		_, before[r.name] = rssAndCPU(r.costPids())
+	}
+	time.Sleep(*idle)
+	for _, r := range rts {
+		_, cpu := rssAndCPU(r.costPids())
+		cost[r.name]["idle_cpu_per_minute"] = ((cpu - before[r.name]) * time.Minute / *idle).String()
+	}
+}
+
+// churn runs n pod create/delete cycles (a pod with a container, started, stopped,
+// removed) on r, then asks `keelson doctor` whether anything was left behind.
+func churn(r *runtime, n int, cost map[string]map[string]any) error {
+	start := time.Now()
+	for i := range n {
+		cfg := r.podConfig(uniq("cycle"))
+		pod, err := r.rt.RunPodSandbox(bg(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+		if err != nil {
+			return fmt.Errorf("cycle %d: %w", i, err)
+		}
+		cr, err := r.rt.CreateContainer(bg(), &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, Config: ctrConfig("c"), SandboxConfig: cfg})
+		if err == nil {
+			_, err = r.rt.StartContainer(bg(), &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId})
+		}
+		if err == nil {
+			_, err = r.rt.StopPodSandbox(bg(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+		}
+		if err == nil {
+			_, err = r.rt.RemovePodSandbox(bg(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+		}
+		if err != nil {
+			return fmt.Errorf("cycle %d: %w", i, err)
+		}
+	}
+	took := time.Since(start)
+	out, err := r.doctor()
+	cost[r.name]["cycles"] = n
+	cost[r.name]["cycles_took"] = took.Round(time.Second).String()
+	cost[r.name]["doctor_after_cycles"] = strings.TrimSpace(out)
+	if err != nil {
+		return fmt.Errorf("keelson doctor after %d cycles: %v\n%s", n, err, out)
+	}
+	return nil
 }
 
 // podConfig is a pod like kubelet sends: metadata, hostname, DNS, log dir, cgroup parent.
@@ -572,6 +632,17 @@ func report(s *samples, cost map[string]map[string]any, rts []*runtime) {
 			cost[name]["cpu_before"], cost[name]["cpu_after"])
 	}
 	fmt.Println("(keelson's totals include the containerd it supervises; containerd's CRI plugin lives inside containerd.)")
+	fmt.Printf("CPU while idle with %d pods, per minute:", *listPods)
+	for _, rt := range rts {
+		fmt.Printf(" %s %v;", rt.name, cost[rt.name]["idle_cpu_per_minute"])
+	}
+	fmt.Println()
+	if n, ok := cost[kn]["cycles"]; ok {
+		fmt.Printf("%d pod create/delete cycles on keelson in %v; keelson doctor then: %s\n", n, cost[kn]["cycles_took"], cost[kn]["doctor_after_cycles"])
+	}
+	if *pngOut != "" {
+		check(chart(*pngOut, rows, rts))
+	}
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(map[string]any{"operations": rows, "cost": cost, "machine": machine()}, "", "  ")
 		check(os.WriteFile(*jsonOut, b, 0o644))

@@ -33,6 +33,8 @@ type runtime struct {
 	// pids whose RSS and CPU count as this runtime's cost: the CRI server alone, and
 	// with the containerd under it (the same process for containerd's CRI).
 	selfPids, costPids func() []int
+	// doctor runs `keelson doctor` (keelson only).
+	doctor func() (string, error)
 }
 
 func (r *runtime) dial() error {
@@ -120,6 +122,10 @@ state_dir = %q
 		return nil, err
 	}
 	r.procs = append(r.procs, cmd)
+	r.doctor = func() (string, error) {
+		out, err := exec.Command(keelsonBin, "doctor", "--config", cfgPath).CombinedOutput()
+		return string(out), err
+	}
 	r.selfPids = func() []int { return []int{cmd.Process.Pid} }
 	r.costPids = func() []int {
 		pids := []int{cmd.Process.Pid}
