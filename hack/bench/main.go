@@ -240,7 +240,7 @@ func churn(r *runtime, n int, cost map[string]map[string]any) error {
 	out, err := r.doctor()
 	cost[r.name]["cycles"] = n
 	cost[r.name]["cycles_took"] = took.Round(time.Second).String()
-	cost[r.name]["doctor_after_cycles"] = strings.TrimSpace(out)
+	cost[r.name]["doctor_after_cycles"] = strings.ReplaceAll(strings.TrimSpace(out), "\n", " / ")
 	if err != nil {
 		return fmt.Errorf("keelson doctor after %d cycles: %v\n%s", n, err, out)
 	}

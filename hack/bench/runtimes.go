@@ -123,8 +123,14 @@ state_dir = %q
 	}
 	r.procs = append(r.procs, cmd)
 	r.doctor = func() (string, error) {
-		out, err := exec.Command(keelsonBin, "doctor", "--config", cfgPath).CombinedOutput()
-		return string(out), err
+		var stderr strings.Builder
+		cmd := exec.Command(keelsonBin, "doctor", "--config", cfgPath)
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return string(out) + stderr.String(), err
+		}
+		return string(out), nil
 	}
 	r.selfPids = func() []int { return []int{cmd.Process.Pid} }
 	r.costPids = func() []int {
