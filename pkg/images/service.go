@@ -7,6 +7,7 @@ package images
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -265,17 +266,32 @@ func (s *Service) Remove(ctx context.Context, ref string) error {
 		return err
 	}
 	names := s.idx.namesOf(img.ID)
+	if len(names) == 0 {
+		return nil
+	}
 	is := s.client.ImageService()
-	for i, name := range names {
-		var opts []images.DeleteOpt
-		if i == len(names)-1 {
-			// The last name: wait for garbage collection so the space is free on return.
-			opts = append(opts, images.SynchronousDelete())
-		}
+	remove := func(name string, opts ...images.DeleteOpt) error {
 		if err := is.Delete(ctx, name, opts...); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("removing image %s (%s): %w", name, img.ID, err)
 		}
 		s.idx.remove(name)
+		return nil
+	}
+	// All names but the last at once (each is a round trip to containerd, which
+	// containerd's CRI, inside containerd, does not pay); the last one waits for
+	// garbage collection, so the space is free on return.
+	last := names[len(names)-1]
+	errs := make([]error, len(names)-1)
+	var wg sync.WaitGroup
+	for i, name := range names[:len(names)-1] {
+		wg.Go(func() { errs[i] = remove(name) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := remove(last, images.SynchronousDelete()); err != nil {
+		return err
 	}
 	klog.V(2).InfoS("Removed image", "id", img.ID, "names", names)
 	s.triggerFsUsage()
