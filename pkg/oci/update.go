@@ -23,9 +23,22 @@ func UpdateResources(ctx context.Context, spec *specs.Spec, r *runtimeapi.LinuxC
 			return err
 		}
 	}
+	keepSwapAllowance(old.Memory, spec.Linux.Resources.Memory)
 	if r != nil && spec.Process != nil {
 		adj := ClampOOMScoreAdj(int(r.GetOomScoreAdj()), ownOOM)
 		spec.Process.OOMScoreAdj = &adj
 	}
 	return nil
+}
+
+// keepSwapAllowance: a new memory limit without a swap limit, where the container
+// had both (an NRI plugin, or the create request, set them), keeps the swap it was
+// allowed on top of memory — the kernel refuses a memory limit above memory+swap.
+func keepSwapAllowance(old, cur *specs.LinuxMemory) {
+	if old == nil || cur == nil || cur.Limit == nil || cur.Swap != nil ||
+		old.Limit == nil || old.Swap == nil || *old.Swap < *old.Limit {
+		return
+	}
+	swap := *cur.Limit + (*old.Swap - *old.Limit)
+	cur.Swap = &swap
 }
