@@ -42,6 +42,7 @@ type Config struct {
 	Images     Images     `toml:"images" comment:"Image pulls and the sandbox (pause) image."`
 	Streaming  Streaming  `toml:"streaming" comment:"The HTTP server behind Exec, Attach and PortForward: those RPCs return a URL on it (with a single-use token valid for a minute) that kubelet or crictl connect to over SPDY or WebSocket."`
 	CDI        CDI        `toml:"cdi" comment:"Devices by CDI name (Container Device Interface): what device plugins and DRA drivers hand to containers."`
+	NRI        NRI        `toml:"nri" comment:"NRI (Node Resource Interface) plugins: they see pods and containers come and go and may adjust containers before they are created."`
 	Metrics    Metrics    `toml:"metrics" comment:"Prometheus metrics at /metrics (README: Operating keelson lists them). Every key is reloaded on SIGHUP."`
 	Debug      Debug      `toml:"debug" comment:"Go profiling (pprof) and goroutine dumps at /debug/pprof/. Off unless an address is set. Reloaded on SIGHUP."`
 }
@@ -122,6 +123,17 @@ type CDI struct {
 	SpecDirs []string `toml:"spec_dirs" comment:"Directories of CDI spec files (JSON or YAML), later ones taking precedence; watched for changes."`
 }
 
+// NRI configures the NRI plugin interface (github.com/containerd/nri).
+type NRI struct {
+	Enabled                   bool     `toml:"enabled" comment:"Serve NRI plugins. Off by default (containerd's CRI has it on): a node operator turns it on for the plugins the node runs."`
+	SocketPath                string   `toml:"socket_path" comment:"The socket plugins started on their own connect to."`
+	PluginPath                string   `toml:"plugin_path" comment:"Directory of plugins keelson starts itself (NN-name executables)."`
+	PluginConfigPath          string   `toml:"plugin_config_path" comment:"Directory of configuration files for the plugins keelson starts."`
+	DisableConnections        bool     `toml:"disable_connections" comment:"Serve only the plugins keelson starts; no socket."`
+	PluginRegistrationTimeout Duration `toml:"plugin_registration_timeout" comment:"How long a plugin may take to register."`
+	PluginRequestTimeout      Duration `toml:"plugin_request_timeout" comment:"How long a plugin may take to answer one event; one that does not is dropped, and the pod or container goes on without it."`
+}
+
 // Streaming configures the streaming (exec, attach, port-forward) server.
 type Streaming struct {
 	Address               string   `toml:"address" comment:"IP address to listen on. 0.0.0.0 or :: listen on every interface (URLs then name the loopback address: kubelet connects from this node). Anyone who can reach the port and learns a URL's token can use that one session."`
@@ -173,6 +185,13 @@ func Default() Config {
 			MaxConcurrentDownloads: 3,
 		},
 		CDI: CDI{Enabled: true, SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
+		NRI: NRI{
+			SocketPath:                "/var/run/nri/nri.sock",
+			PluginPath:                "/opt/nri/plugins",
+			PluginConfigPath:          "/etc/nri/conf.d",
+			PluginRegistrationTimeout: Duration(5 * time.Second),
+			PluginRequestTimeout:      Duration(2 * time.Second),
+		},
 		Metrics: Metrics{
 			Address:           DefaultMetricsAddress,
 			LeakAuditInterval: Duration(5 * time.Minute),
@@ -250,6 +269,16 @@ func (c *Config) Validate() error {
 	abs("grpc.socket", c.GRPC.Socket)
 	for i, d := range c.CDI.SpecDirs {
 		abs(fmt.Sprintf("cdi.spec_dirs[%d]", i), d)
+	}
+	if c.NRI.Enabled {
+		if !c.NRI.DisableConnections {
+			abs("nri.socket_path", c.NRI.SocketPath)
+		}
+		abs("nri.plugin_path", c.NRI.PluginPath)
+		abs("nri.plugin_config_path", c.NRI.PluginConfigPath)
+		if c.NRI.PluginRegistrationTimeout <= 0 || c.NRI.PluginRequestTimeout <= 0 {
+			bad("nri.plugin_registration_timeout and nri.plugin_request_timeout must be positive")
+		}
 	}
 	if c.GCInterval <= 0 {
 		bad("gc_interval must be positive")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	nriapi "github.com/containerd/nri/pkg/api"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/keelson/keelson/pkg/events"
 	"github.com/keelson/keelson/pkg/failpoint"
 	keelsonimages "github.com/keelson/keelson/pkg/images"
+	"github.com/keelson/keelson/pkg/nri"
 	"github.com/keelson/keelson/pkg/oci"
 	"github.com/keelson/keelson/pkg/runtime"
 	"github.com/keelson/keelson/pkg/sandbox"
@@ -59,6 +61,8 @@ type Options struct {
 	CDI interface {
 		Inject(spec *specs.Spec, names []string) error
 	}
+	// NRI tells NRI plugins of containers and lets them adjust new ones; nil: off.
+	NRI *nri.NRI
 }
 
 // Service manages containers.
@@ -226,6 +230,17 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 			return "", err
 		}
 	}
+	if s.opts.NRI != nil {
+		pod := sb.NRIPod()
+		ctr := nri.Container(cfg, spec, nri.ContainerFacts{ID: id, PodID: sb.ID, State: nriapi.ContainerState_CONTAINER_CREATED, CreatedAt: c.CreatedAt})
+		if err := s.opts.NRI.CreateContainer(ctx, pod, ctr, spec); err != nil {
+			return "", err
+		}
+		steps.Push("tell NRI plugins the container is gone", func(ctx context.Context) error {
+			s.opts.NRI.RemoveContainer(ctx, pod, ctr)
+			return nil
+		})
+	}
 	if err := makeHostPaths(cfg.GetMounts()); err != nil {
 		return "", err
 	}
@@ -276,6 +291,7 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 		return "", err
 	}
 	s.publish(events.Created, c)
+	s.nriEvent(c, func(pod *nriapi.PodSandbox, ctr *nriapi.Container) { s.opts.NRI.PostCreateContainer(ctx, pod, ctr) })
 	klog.V(2).InfoS("Container created", "containerID", id, "name", name, "podSandboxID", sb.ID)
 	return id, nil
 }
@@ -457,6 +473,11 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 	if n, ok := cgroups.ParentOOMKills(oci.SpecCgroupsPath(c.Spec())); ok {
 		c.oomBase.Store(int64(n) + 1)
 	}
+	if s.opts.NRI != nil {
+		if err := s.opts.NRI.StartContainer(ctx, sb.NRIPod(), c.NRIContainer()); err != nil {
+			return err
+		}
+	}
 	startedAt := nowNano()
 	if err := task.Start(ctx); err != nil {
 		return fmt.Errorf("starting container %s: %w", c.ID, err)
@@ -475,6 +496,7 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 		return err
 	}
 	s.publish(events.Started, c)
+	s.nriEvent(c, func(pod *nriapi.PodSandbox, ctr *nriapi.Container) { s.opts.NRI.PostStartContainer(ctx, pod, ctr) })
 	klog.V(2).InfoS("Container started", "containerID", c.ID, "pid", task.Pid())
 	return nil
 }
@@ -631,6 +653,11 @@ func (s *Service) recordExit(c *Container, code int32, at time.Time, message str
 	if !changed {
 		return
 	}
+	// Plugins hear of it before whoever waits for the exit goes on (a pod's stop
+	// tells them of the pod after its containers).
+	s.nriEvent(c, func(pod *nriapi.PodSandbox, ctr *nriapi.Container) {
+		s.opts.NRI.StopContainer(context.Background(), pod, ctr)
+	})
 	closeOnce(c.exited)
 	s.publish(events.Stopped, c)
 	klog.V(2).InfoS("Container exited", "containerID", c.ID, "exitCode", code, "reason", reason)
@@ -699,6 +726,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	s.store.Delete(c.ID)
 	s.names.Release(c.Name, c.ID)
 	s.publish(events.Deleted, c)
+	s.nriEvent(c, func(pod *nriapi.PodSandbox, ctr *nriapi.Container) { s.opts.NRI.RemoveContainer(ctx, pod, ctr) })
 	klog.V(2).InfoS("Container removed", "containerID", c.ID)
 	return nil
 }

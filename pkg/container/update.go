@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	nriapi "github.com/containerd/nri/pkg/api"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -40,6 +41,15 @@ func (s *Service) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	if st != StateCreated && st != StateRunning {
 		return fmt.Errorf("container %s is %s: only created or running containers can be updated: %w", c.ID, st, errdefs.ErrFailedPrecondition)
 	}
+	if s.opts.NRI != nil {
+		sb, err := s.sandboxes.Get(c.SandboxID)
+		if err != nil {
+			return err
+		}
+		if r, err = s.opts.NRI.UpdateContainer(ctx, sb.NRIPod(), c.NRIContainer(), r); err != nil {
+			return err
+		}
+	}
 	var spec specs.Spec
 	if err := json.Unmarshal(c.Spec(), &spec); err != nil {
 		return fmt.Errorf("container %s spec: %w", c.ID, err)
@@ -66,7 +76,11 @@ func (s *Service) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	b, _ := proto.Marshal(r)
 	specJSON, _ := json.Marshal(&spec)
 	c.setSpec(specJSON)
-	return c.status.Update(func(st *Status) bool { st.Resources = b; return true })
+	if err := c.status.Update(func(st *Status) bool { st.Resources = b; return true }); err != nil {
+		return err
+	}
+	s.nriEvent(c, func(pod *nriapi.PodSandbox, ctr *nriapi.Container) { s.opts.NRI.PostUpdateContainer(ctx, pod, ctr) })
+	return nil
 }
 
 // ReopenLog makes the container's logger reopen its log file after kubelet rotated it.

@@ -17,7 +17,7 @@ type SandboxService interface {
 	Remove(ctx context.Context, id string) error
 	Get(id string) (*sandbox.Sandbox, error)
 	List() []*sandbox.Sandbox
-	UpdateResources(id string, overhead, resources *runtimeapi.LinuxContainerResources) error
+	UpdateResources(ctx context.Context, id string, overhead, resources *runtimeapi.LinuxContainerResources) error
 }
 
 func sandboxState(sb *sandbox.Sandbox) runtimeapi.PodSandboxState {
@@ -62,6 +62,10 @@ func sandboxVerboseInfo(sb *sandbox.Sandbox) map[string]string {
 	}
 	if spec := sb.Spec(); len(spec) > 0 {
 		info["runtimeSpec"] = json.RawMessage(spec)
+	}
+	// The pod's resources as last resized (UpdatePodSandboxResources), else as created.
+	if res, over := sb.Resources(); res != nil || over != nil {
+		info["resources"], info["overhead"] = res, over
 	}
 	if len(sb.CNIResult) > 0 {
 		info["cniResult"] = json.RawMessage(sb.CNIResult)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/apparmor"
 	"github.com/containerd/platforms"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/keelson/keelson/pkg/cgroups"
 	"github.com/keelson/keelson/pkg/cni"
@@ -30,6 +31,7 @@ import (
 	"github.com/keelson/keelson/pkg/devices"
 	"github.com/keelson/keelson/pkg/events"
 	"github.com/keelson/keelson/pkg/images"
+	"github.com/keelson/keelson/pkg/nri"
 	"github.com/keelson/keelson/pkg/runtime"
 	"github.com/keelson/keelson/pkg/sandbox"
 	"github.com/keelson/keelson/pkg/selinux"
@@ -72,6 +74,10 @@ type Daemon struct {
 	// cgroupDriver is the driver in use (runtime.cgroup_driver resolved).
 	cgroupDriver string
 	obs          observability
+	nri          *nri.NRI // nil: NRI is off
+	cdi          interface {
+		Inject(spec *specs.Spec, names []string) error
+	} // nil: CDI is off
 }
 
 // Start brings keelson up in order — locks, containerd, state recovery, CNI, gRPC —
@@ -179,6 +185,9 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		supervisedState = cfg.StateDir
 	}
 	d.userns = userNamespaceSupport(ctx, conn, cfg.Containerd.Snapshotter, supervisedState, d.features)
+	if d.nri, err = d.newNRI(cfg.NRI); err != nil {
+		return d, err
+	}
 	d.sandboxes = sandbox.New(conn, d.images, d.network, sandbox.Options{
 		RootDir:        cfg.RootDir,
 		StateDir:       cfg.StateDir,
@@ -189,6 +198,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		PauseContainer: cfg.Runtime.PauseContainer,
 		Host:           host,
 		UserNamespaces: d.userns,
+		NRI:            d.nri,
 	})
 	d.sandboxes.Watch(bg)
 	if err := d.sandboxes.Load(ctx); err != nil {
@@ -214,6 +224,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		Events:            d.events,
 		Host:              host,
 		AppArmor:          apparmor.HostSupports(),
+		NRI:               d.nri,
 	}
 	if cfg.CDI.Enabled {
 		registry, err := devices.NewCDI(cfg.CDI.SpecDirs)
@@ -224,7 +235,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 			klog.ErrorS(err, "Some CDI specs cannot be used")
 		}
 		klog.InfoS("CDI devices", "specDirs", cfg.CDI.SpecDirs)
-		copts.CDI = registry
+		copts.CDI, d.cdi = registry, registry
 	}
 	d.containers = container.New(conn, d.images, d.sandboxes, copts)
 	d.sandboxes.SetHooks(sandbox.Hooks{StopContainers: d.containers.StopPod, RemoveContainers: d.containers.RemovePod})
@@ -236,6 +247,12 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 	// over, however young.
 	conn.ReapOrphanShims(ctx, 0)
 	conn.RemoveLeftovers(ctx, cfg.Containerd.Snapshotter)
+	if err := d.nri.Start(); err != nil {
+		return d, err
+	}
+	if d.nri != nil {
+		klog.InfoS("NRI plugins served", "socket", cfg.NRI.SocketPath, "pluginPath", cfg.NRI.PluginPath)
+	}
 	go every(bg, cfg.GCInterval.D(), d.collect)
 	d.stats = stats.New(conn.Client, stats.Options{Snapshotter: cfg.Containerd.Snapshotter, Interval: cfg.StatsInterval.D()},
 		stats.Sources{Containers: d.containers.List, Sandboxes: d.sandboxes.List})
@@ -435,6 +452,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		_ = d.activated.Close() // if start-up failed before serving it
 	}
 	d.stopObservability()
+	d.nri.Stop()
 	d.cancel()
 	if d.conn != nil {
 		if err := d.conn.Close(); err != nil {

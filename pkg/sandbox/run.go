@@ -99,6 +99,9 @@ func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	if !c.sb.InfraLess {
 		steps = append(steps, step{"infra", c.startInfra})
 	}
+	if s.opts.NRI != nil {
+		steps = append(steps, step{"nri", c.notifyNRI})
+	}
 	for _, st := range steps {
 		sctx, span := tracing.Start(ctx, "sandbox.run."+st.name, attribute.String("pod.sandbox.id", id))
 		err := st.do(sctx)
@@ -351,4 +354,10 @@ func (c *creation) startInfra(ctx context.Context) error {
 		return err
 	}
 	return sb.status.Set(Status{State: StateReady, Pid: task.Pid()})
+}
+
+// notifyNRI tells NRI plugins the pod runs; a plugin failing it fails the pod.
+func (c *creation) notifyNRI(ctx context.Context) error {
+	c.sb.spec, _ = json.Marshal(c.spec)
+	return c.s.opts.NRI.RunPodSandbox(ctx, c.sb.NRIPod())
 }

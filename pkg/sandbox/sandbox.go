@@ -89,6 +89,11 @@ type Status struct {
 	NetworkDown bool      `json:"networkDown,omitempty"`
 	ExitedAt    time.Time `json:"exitedAt,omitzero"`
 	Reason      string    `json:"reason,omitempty"` // why the state is Unknown
+	// Resources and Overhead are the pod's resources as last resized
+	// (UpdatePodSandboxResources), proto-encoded LinuxContainerResources; unset
+	// until then (the pod's config has them).
+	Resources []byte `json:"resources,omitempty"`
+	Overhead  []byte `json:"overhead,omitempty"`
 }
 
 // Sandbox is one pod sandbox in memory.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	nriapi "github.com/containerd/nri/pkg/api"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/keelson/keelson/pkg/failpoint"
 	keelsonimages "github.com/keelson/keelson/pkg/images"
 	"github.com/keelson/keelson/pkg/netns"
+	"github.com/keelson/keelson/pkg/nri"
 	"github.com/keelson/keelson/pkg/oci"
 	"github.com/keelson/keelson/pkg/runtime"
 	"github.com/keelson/keelson/pkg/selinux"
@@ -43,6 +45,11 @@ type Options struct {
 	UserNamespaces map[string]error
 	// SELinux labels pods and their files; nil: the node's.
 	SELinux selinux.Labeler
+	// Resize applies limits to a pod's cgroup (a directory in ParentDir's form); nil:
+	// the node's cgroups (cgroups.Resize at cgroups.Root).
+	Resize func(dir string, l cgroups.Limits) (bool, error)
+	// NRI tells NRI plugins of pods; nil: NRI is off.
+	NRI *nri.NRI
 }
 
 // Hooks let the container service act on a pod's containers without this package
@@ -73,6 +80,11 @@ type Service struct {
 func New(conn *runtime.Conn, imgs *keelsonimages.Service, network *cni.Manager, opts Options) *Service {
 	if opts.SELinux == nil {
 		opts.SELinux = selinux.Host{}
+	}
+	if opts.Resize == nil {
+		opts.Resize = func(dir string, l cgroups.Limits) (bool, error) {
+			return cgroups.Resize(cgroups.Root, cgroups.IsV2(), dir, l)
+		}
 	}
 	return &Service{
 		conn:    conn,
@@ -187,25 +199,6 @@ func (s *Service) Get(id string) (*Sandbox, error) {
 // List returns every sandbox.
 func (s *Service) List() []*Sandbox { return s.store.List() }
 
-// UpdateResources takes a pod's resources after an in-place resize. kubelet
-// resizes the pod's cgroup itself and each container's through
-// UpdateContainerResources; keelson keeps no pod-level cgroup of its own to change,
-// so the values are checked and logged (they are what NRI would be told).
-func (s *Service) UpdateResources(id string, overhead, resources *runtimeapi.LinuxContainerResources) error {
-	if err := validate.Resources("overhead", overhead, s.opts.Host); err != nil {
-		return err
-	}
-	if err := validate.Resources("resources", resources, s.opts.Host); err != nil {
-		return err
-	}
-	sb, err := s.Get(id)
-	if err != nil {
-		return err
-	}
-	klog.V(2).InfoS("Pod sandbox resources updated", "podSandboxID", sb.ID, "resources", resources, "overhead", overhead)
-	return nil
-}
-
 // lock takes the sandbox's lock for a stop or removal. It returns false (holding
 // nothing) when the sandbox was removed while the caller waited.
 func lock(sb *Sandbox) bool {
@@ -274,6 +267,9 @@ func (s *Service) stopLocked(ctx context.Context, sb *Sandbox) error {
 	}
 	if wasReady {
 		s.publish(events.Stopped, sb)
+		if s.opts.NRI != nil {
+			s.opts.NRI.StopPodSandbox(ctx, sb.NRIPod())
+		}
 	}
 	return nil
 }
@@ -366,6 +362,10 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 		}
 	}
 	s.conn.EndPodShim(sb.ID)
+	var nriPod *nriapi.PodSandbox
+	if s.opts.NRI != nil {
+		nriPod = sb.NRIPod()
+	}
 	// From here on nothing may write the sandbox's files again.
 	if err := errors.Join(sb.status.Remove(), os.RemoveAll(s.stateDir(sb.ID)), os.RemoveAll(sb.Dir)); err != nil {
 		return err
@@ -375,6 +375,9 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	s.store.Delete(sb.ID)
 	s.names.Release(sb.Name, sb.ID)
 	s.publish(events.Deleted, sb)
+	if nriPod != nil {
+		s.opts.NRI.RemovePodSandbox(ctx, nriPod)
+	}
 	klog.V(2).InfoS("Pod sandbox removed", "podSandboxID", sb.ID)
 	return nil
 }

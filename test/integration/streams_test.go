@@ -3,6 +3,9 @@ package integration
 import (
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -34,8 +37,8 @@ func recvAll[R any](t *testing.T, s grpc.ServerStreamingClient[R], err error, f 
 }
 
 // TestNewerRPCs: the KEP-5825 Stream* calls answer what their List calls answer;
-// UpdatePodSandboxResources (in-place pod resize) is taken for a pod that exists,
-// with valid resources.
+// UpdatePodSandboxResources (in-place pod resize) resizes the pod's cgroup and is
+// reported in its verbose status; unknown pods and invalid resources are refused.
 func TestNewerRPCs(t *testing.T) {
 	k := containerTestKeelson(t)
 	ctx := harness.Ctx(t)
@@ -74,8 +77,26 @@ func TestNewerRPCs(t *testing.T) {
 	}
 
 	res := &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 50000, MemoryLimitInBytes: 128 << 20}
-	if _, err := rt.UpdatePodSandboxResources(ctx, &runtimeapi.UpdatePodSandboxResourcesRequest{PodSandboxId: p.id, Resources: res}); err != nil {
+	over := &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 << 20}
+	if _, err := rt.UpdatePodSandboxResources(ctx, &runtimeapi.UpdatePodSandboxResourcesRequest{PodSandboxId: p.id, Resources: res, Overhead: over}); err != nil {
 		t.Errorf("UpdatePodSandboxResources: %v", err)
+	}
+	// The pod's cgroup (its parent) is resized to resources plus overhead, and the
+	// values are reported.
+	for file, want := range map[string]string{"cpu/cpu.cfs_quota_us": "50000", "cpu/cpu.cfs_period_us": "100000", "memory/memory.limit_in_bytes": "135266304"} {
+		controller, name := filepath.Split(file)
+		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", controller, k.CgroupParent, name))
+		if got := strings.TrimSpace(string(b)); err != nil || got != want {
+			t.Errorf("pod cgroup %s = %q (%v), want %s", file, got, err, want)
+		}
+	}
+	st, err := rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := st.Info["info"]; !strings.Contains(info, `"resources":{"cpu_period":100000,"cpu_quota":50000,"memory_limit_in_bytes":134217728`) ||
+		!strings.Contains(info, `"overhead":{"memory_limit_in_bytes":1048576`) {
+		t.Errorf("verbose status does not report the new resources: %s", info)
 	}
 	if _, err := rt.UpdatePodSandboxResources(ctx, &runtimeapi.UpdatePodSandboxResourcesRequest{PodSandboxId: "nope", Resources: res}); status.Code(err) != codes.NotFound {
 		t.Errorf("UpdatePodSandboxResources of an unknown pod: %v", err)

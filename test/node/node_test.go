@@ -530,7 +530,7 @@ func debPackage(t *testing.T) {
 
 // lifecycle runs a pod under parent with an echo server on hostPort 30080 and a
 // logging busybox, checks exec, logs, the port, stats (PSI included), a resource
-// update and that removal leaves no cgroup; cgroup(id) is where a container's cgroup
+// update, a pod resize and that removal leaves no cgroup; cgroup(id) is where a container's cgroup
 // must be. It returns the containers' IDs.
 func lifecycle(t *testing.T, parent string, cgroup func(id string) string) []string {
 	p := runPod(t, "web", parent, func(c *runtimeapi.PodSandboxConfig) {
@@ -591,6 +591,18 @@ func lifecycle(t *testing.T, parent string, cgroup func(id string) string) []str
 	}
 	if b, _ := os.ReadFile(dir + "/cpu.max"); strings.TrimSpace(string(b)) != "50000 100000" {
 		t.Fatalf("cpu.max %q after the update", b)
+	}
+	// An in-place pod resize reaches the pod's cgroup (the containers' parent).
+	if _, err := rt.UpdatePodSandboxResources(ctx(t), &runtimeapi.UpdatePodSandboxResourcesRequest{
+		PodSandboxId: p.id, Resources: &runtimeapi.LinuxContainerResources{CpuShares: 1024, CpuPeriod: 100000, CpuQuota: 200000, MemoryLimitInBytes: 256 << 20},
+	}); err != nil {
+		t.Fatalf("UpdatePodSandboxResources: %v", err)
+	}
+	podDir := filepath.Dir(dir)
+	for file, value := range map[string]string{"cpu.max": "200000 100000", "memory.max": strconv.Itoa(256 << 20), "cpu.weight": "39"} {
+		if b, _ := os.ReadFile(filepath.Join(podDir, file)); strings.TrimSpace(string(b)) != value {
+			t.Fatalf("pod cgroup %s: %s = %q after the resize, want %s", podDir, file, b, value)
+		}
 	}
 	removePod(t, p.id)
 	for _, id := range []string{web, logger} {
