@@ -16,10 +16,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -79,7 +81,18 @@ func main() {
 	}
 	base, err := os.MkdirTemp("/tmp", "kbench-")
 	check(err)
-	defer cleanupDir(base)
+	defer runCleanups()
+	onExit(func() { cleanupDir(base) })
+	interrupted := make(chan os.Signal, 1)
+	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-interrupted
+		fmt.Fprintln(os.Stderr, "bench: interrupted; removing what it made")
+		stopRun()
+		time.Sleep(2 * time.Second) // calls in flight return
+		runCleanups()
+		os.Exit(130)
+	}()
 
 	bin := *keelson
 	if bin == "" {
@@ -93,7 +106,7 @@ func main() {
 	}
 	reg, err := registry.Start()
 	check(err)
-	defer reg.Close()
+	onExit(func() { _ = reg.Close() })
 	imgs, err := images.All()
 	check(err)
 	check(reg.PushAll(imgs))
@@ -101,35 +114,24 @@ func main() {
 	check(err)
 	check(reg.PushAll(benchImgs))
 
-	k, err := startKeelson(base, bin, reg)
-	check(err)
-	c, err := startContainerdCRI(base, reg)
-	if err != nil {
-		k.stop()
-		fail(err)
+	var rts []*runtime
+	start := func(r *runtime, err error) {
+		if r != nil {
+			onExit(r.teardown)
+		}
+		check(err)
+		rts = append(rts, r)
 	}
-	rts := []*runtime{k, c}
+	start(startKeelson(base, bin, reg))
+	k := rts[0]
+	start(startContainerdCRI(base, reg))
 	if *containerd16 != "" {
 		if _, err := os.Stat(*containerd16); err == nil {
-			d, err := startContainerd16CRI(base, *containerd16, reg)
-			if err != nil {
-				k.stop()
-				c.stop()
-				fail(err)
-			}
-			rts = append(rts, d)
+			start(startContainerd16CRI(base, *containerd16, reg))
 		} else {
 			fmt.Fprintf(os.Stderr, "bench: no %s (apt install containerd): the containerd 1.6 column is left out\n", *containerd16)
 		}
 	}
-	defer func() {
-		for _, r := range rts {
-			r.cleanupPods()
-			r.stop()
-			_ = exec.Command("ip", "link", "delete", r.bridge).Run()
-			removeCgroup(r.cgroupParent)
-		}
-	}()
 	for _, r := range rts {
 		for _, ref := range []string{images.Busybox, images.Pause} {
 			_, err := r.img.PullImage(context.Background(), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
@@ -205,7 +207,10 @@ func idleCPU(rts []*runtime, cost map[string]map[string]any) {
 	for _, r := range rts {
 		_, before[r.name] = rssAndCPU(r.costPids())
 	}
-	time.Sleep(*idle)
+	select {
+	case <-time.After(*idle):
+	case <-runCtx.Done():
+	}
 	for _, r := range rts {
 		_, cpu := rssAndCPU(r.costPids())
 		cost[r.name]["idle_cpu_per_minute"] = ((cpu - before[r.name]) * time.Minute / *idle).String()
@@ -287,7 +292,11 @@ func uniq(prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, seq.n)
 }
 
-func bg() context.Context { return context.Background() }
+// runCtx is the context of every workload call; an interrupt cancels it, so the
+// workloads stop creating pods before the clean-up removes them.
+var runCtx, stopRun = context.WithCancel(context.Background())
+
+func bg() context.Context { return runCtx }
 
 func podLifecycle(r *runtime, s *samples, opPrefix string, pause bool) error {
 	cfg := r.podConfig(uniq("pod"))
@@ -533,15 +542,16 @@ func lists(r *runtime, s *samples) error {
 }
 
 func (r *runtime) removePod(id string) {
-	_, _ = r.rt.StopPodSandbox(bg(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
-	_, _ = r.rt.RemovePodSandbox(bg(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+	ctx := context.Background() // also after an interrupt
+	_, _ = r.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
+	_, _ = r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
 }
 
 func (r *runtime) cleanupPods() {
 	if r.rt == nil {
 		return
 	}
-	resp, err := r.rt.ListPodSandbox(bg(), &runtimeapi.ListPodSandboxRequest{})
+	resp, err := r.rt.ListPodSandbox(context.Background(), &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {
 		return
 	}
@@ -672,5 +682,30 @@ func check(err error) {
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "bench:", err)
+	runCleanups()
 	os.Exit(1)
+}
+
+var (
+	cleanupMu sync.Mutex
+	cleanups  []func()
+)
+
+// onExit registers f to run when the bench ends, fails or is interrupted (the last
+// registered first), so no run leaves processes, mounts, bridges or cgroups behind.
+func onExit(f func()) {
+	cleanupMu.Lock()
+	defer cleanupMu.Unlock()
+	cleanups = append(cleanups, f)
+}
+
+// runCleanups runs what onExit registered. A second caller (the main goroutine
+// failing while an interrupt cleans up) waits for the first to finish.
+func runCleanups() {
+	cleanupMu.Lock()
+	defer cleanupMu.Unlock()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
+	cleanups = nil
 }

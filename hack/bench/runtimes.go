@@ -264,6 +264,16 @@ func (r *runtime) startCRI(binary, cfg string) error {
 }
 
 // stop ends the runtime's processes (keelson stops its containerd itself).
+// teardown removes the runtime's pods, stops it and removes its bridge and cgroup.
+func (r *runtime) teardown() {
+	if r.rt != nil {
+		r.cleanupPods()
+	}
+	r.stop()
+	_ = exec.Command("ip", "link", "delete", r.bridge).Run()
+	removeCgroup(r.cgroupParent)
+}
+
 func (r *runtime) stop() {
 	if r.conn != nil {
 		r.conn.Close()
