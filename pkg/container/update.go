@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	nriapi "github.com/containerd/nri/pkg/api"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	nriapi "github.com/containerd/nri/pkg/api"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -20,8 +20,19 @@ import (
 )
 
 // UpdateResources applies new resources to the running task and records them in the
-// container's spec and status, so a restart and ContainerStatus show them.
+// container's spec and status, so a restart and ContainerStatus show them. NRI
+// plugins may amend them first.
 func (s *Service) UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error {
+	return s.updateResources(ctx, id, r, true)
+}
+
+// ApplyResources is UpdateResources for the updates NRI plugins ask for themselves:
+// they are not handed back to the plugins (that could go round for ever).
+func (s *Service) ApplyResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error {
+	return s.updateResources(ctx, id, r, false)
+}
+
+func (s *Service) updateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources, viaNRI bool) error {
 	if r == nil {
 		return fmt.Errorf("linux: no resources given: %w", errdefs.ErrInvalidArgument)
 	}
@@ -41,7 +52,7 @@ func (s *Service) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	if st != StateCreated && st != StateRunning {
 		return fmt.Errorf("container %s is %s: only created or running containers can be updated: %w", c.ID, st, errdefs.ErrFailedPrecondition)
 	}
-	if s.opts.NRI != nil {
+	if s.opts.NRI != nil && viaNRI {
 		sb, err := s.sandboxes.Get(c.SandboxID)
 		if err != nil {
 			return err
@@ -79,7 +90,9 @@ func (s *Service) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	if err := c.status.Update(func(st *Status) bool { st.Resources = b; return true }); err != nil {
 		return err
 	}
-	s.nriEvent(c, func(pod *nriapi.PodSandbox, ctr *nriapi.Container) { s.opts.NRI.PostUpdateContainer(ctx, pod, ctr) })
+	if viaNRI {
+		s.nriEvent(c, func(pod *nriapi.PodSandbox, ctr *nriapi.Container) { s.opts.NRI.PostUpdateContainer(ctx, pod, ctr) })
+	}
 	return nil
 }
 

@@ -53,14 +53,15 @@ func (d *Daemon) nriState(context.Context) ([]*nriapi.PodSandbox, []*nriapi.Cont
 }
 
 // nriUpdate applies the resource updates NRI plugins ask for to containers, as an
-// UpdateContainerResources would, and returns those that failed.
+// UpdateContainerResources would (without asking the plugins again: the adaptation
+// may hold its lock while it calls this), and returns those that failed.
 func (d *Daemon) nriUpdate(ctx context.Context, updates []*nriapi.ContainerUpdate) ([]*nriapi.ContainerUpdate, error) {
 	var failed []*nriapi.ContainerUpdate
 	var errs []error
 	for _, u := range updates {
 		c, err := d.containers.Get(u.GetContainerId())
 		if err == nil {
-			err = d.containers.UpdateResources(ctx, c.ID, nri.MergeResources(c.Resources(), u.GetLinux().GetResources()))
+			err = d.containers.ApplyResources(ctx, c.ID, nri.MergeResources(c.Resources(), u.GetLinux().GetResources()))
 		}
 		if err != nil {
 			klog.V(2).InfoS("An NRI container update failed", "containerID", u.GetContainerId(), "err", err)

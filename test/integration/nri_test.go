@@ -41,6 +41,7 @@ func (p *nriPlugin) seen() []string {
 	return slices.Clone(p.events)
 }
 
+// Synchronize limits the memory of the containers named "b" it is told of.
 func (p *nriPlugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
 	var names []string
 	for _, pod := range pods {
@@ -48,7 +49,16 @@ func (p *nriPlugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs 
 	}
 	slices.Sort(names)
 	p.record("Synchronize %s", strings.Join(names, ","))
-	return nil, nil
+	var updates []*api.ContainerUpdate
+	for _, c := range ctrs {
+		if c.GetName() == "b" {
+			u := &api.ContainerUpdate{}
+			u.SetContainerId(c.GetId())
+			u.SetLinuxMemoryLimit(40 << 20)
+			updates = append(updates, u)
+		}
+	}
+	return updates, nil
 }
 
 func (p *nriPlugin) RunPodSandbox(_ context.Context, pod *api.PodSandbox) error {
@@ -126,7 +136,7 @@ func (p *nriPlugin) RemoveContainer(_ context.Context, pod *api.PodSandbox, ctr 
 
 // startNRIPlugin connects plugin p to keelson's NRI socket; closed tells when
 // keelson dropped it.
-func startNRIPlugin(t *testing.T, socket, name, idx string, p *nriPlugin) (closed chan struct{}) {
+func startNRIPlugin(t *testing.T, socket, name, idx string, p *nriPlugin) (s stub.Stub, closed chan struct{}) {
 	t.Helper()
 	closed = make(chan struct{})
 	s, err := stub.New(p, stub.WithSocketPath(socket), stub.WithPluginName(name), stub.WithPluginIdx(idx),
@@ -140,7 +150,7 @@ func startNRIPlugin(t *testing.T, socket, name, idx string, p *nriPlugin) (close
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Stop(); cancel() })
-	return closed
+	return s, closed
 }
 
 // TestNRI: a plugin on keelson's NRI socket is told of the pods that exist when it
@@ -158,9 +168,17 @@ func TestNRI(t *testing.T) {
 	mustPull(t, k, images.Busybox)
 	ctx := harness.Ctx(t)
 	before := newPod(t, k, "before")
+	b := before.run(t, ctrConfig("b", images.Busybox, "sleep", "100000"))
+	memLimit := func(id string) string {
+		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", k.CgroupParent, id, "memory.limit_in_bytes"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
 
 	p := &nriPlugin{}
-	startNRIPlugin(t, socket, "test", "10", p)
+	plugin, _ := startNRIPlugin(t, socket, "test", "10", p)
 	wait.For(t, "the plugin's synchronization", 30*time.Second, func() error {
 		if !slices.Contains(p.seen(), "Synchronize before") {
 			return fmt.Errorf("events %v", p.seen())
@@ -174,14 +192,11 @@ func TestNRI(t *testing.T) {
 	if got := strings.TrimSpace(string(r.Stdout)); got != "adjusted-c" {
 		t.Errorf("KEELSON_NRI in the container = %q", got)
 	}
-	memLimit := func() string {
-		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", k.CgroupParent, id, "memory.limit_in_bytes"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(b))
+	// The update the plugin asked for at synchronization.
+	if got := memLimit(b); got != strconv.Itoa(40<<20) {
+		t.Errorf("memory limit of the container the plugin updated at synchronization = %s", got)
 	}
-	if got := memLimit(); got != strconv.Itoa(48<<20) {
+	if got := memLimit(id); got != strconv.Itoa(48<<20) {
 		t.Errorf("memory limit after the plugin's adjustment = %s", got)
 	}
 	st, err := k.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
@@ -196,8 +211,18 @@ func TestNRI(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if got := memLimit(); got != strconv.Itoa(64<<20) {
+	if got := memLimit(id); got != strconv.Itoa(64<<20) {
 		t.Errorf("memory limit after an update the plugin halves = %s", got)
+	}
+	// An update the plugin makes on its own.
+	u := &api.ContainerUpdate{}
+	u.SetContainerId(id)
+	u.SetLinuxMemoryLimit(80 << 20)
+	if failed, err := plugin.UpdateContainers([]*api.ContainerUpdate{u}); err != nil || len(failed) > 0 {
+		t.Errorf("unsolicited update: %v, failed %v", err, failed)
+	}
+	if got := memLimit(id); got != strconv.Itoa(80<<20) {
+		t.Errorf("memory limit after the plugin's own update = %s", got)
 	}
 	stopAndRemovePod(t, k, pd.id)
 
@@ -227,7 +252,7 @@ func TestNRI(t *testing.T) {
 	// A plugin that stops answering: the pod still runs, once the request timeout
 	// (2s) has dropped the plugin.
 	slow := &nriPlugin{slowPod: true}
-	closed := startNRIPlugin(t, socket, "slow", "20", slow)
+	_, closed := startNRIPlugin(t, socket, "slow", "20", slow)
 	started := time.Now()
 	late := newPod(t, k, "late")
 	if took := time.Since(started); took > 20*time.Second {
