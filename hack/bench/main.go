@@ -201,19 +201,32 @@ func main() {
 }
 
 // idleCPU measures the CPU the runtimes use while idle with the List* pods present
-// (background stats sampling, housekeeping), all of them over the same window.
+// (background stats sampling, housekeeping), all of them over the same window, from
+// the processes there at both ends (one that came or went would count its whole life).
 func idleCPU(rts []*runtime, cost map[string]map[string]any) {
-	before := map[string]time.Duration{}
+	perPid := func(pids []int) map[int]time.Duration {
+		m := map[int]time.Duration{}
+		for _, pid := range pids {
+			_, m[pid] = rssAndCPU([]int{pid})
+		}
+		return m
+	}
+	before := map[string]map[int]time.Duration{}
 	for _, r := range rts {
-		_, before[r.name] = rssAndCPU(r.costPids())
+		before[r.name] = perPid(r.costPids())
 	}
 	select {
 	case <-time.After(*idle):
 	case <-runCtx.Done():
 	}
 	for _, r := range rts {
-		_, cpu := rssAndCPU(r.costPids())
-		cost[r.name]["idle_cpu_per_minute"] = ((cpu - before[r.name]) * time.Minute / *idle).String()
+		var used time.Duration
+		for pid, cpu := range perPid(r.costPids()) {
+			if was, ok := before[r.name][pid]; ok {
+				used += cpu - was
+			}
+		}
+		cost[r.name]["idle_cpu_per_minute"] = (used * time.Minute / *idle).Round(time.Millisecond).String()
 	}
 }
 
