@@ -13,7 +13,8 @@ type PodFacts struct {
 	Pid                uint32 // the pause process (0: none)
 	IPs                []string
 	Spec               *specs.Spec // the infra container's spec, for its namespaces and cgroups path (may be nil)
-	// Resources and Overhead as last resized (nil: the config's).
+	// Resources and Overhead: the pod's current ones (sandbox.Resources: as last
+	// resized, else as created).
 	Resources, Overhead *runtimeapi.LinuxContainerResources
 }
 
@@ -21,18 +22,14 @@ type PodFacts struct {
 func Pod(cfg *runtimeapi.PodSandboxConfig, f PodFacts) *api.PodSandbox {
 	md := cfg.GetMetadata()
 	lx := cfg.GetLinux()
-	res, over := f.Resources, f.Overhead
-	if res == nil && over == nil {
-		res, over = lx.GetResources(), lx.GetOverhead()
-	}
 	pod := &api.PodSandbox{
 		Id: f.ID, Name: md.GetName(), Uid: md.GetUid(), Namespace: md.GetNamespace(),
 		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), RuntimeHandler: f.RuntimeHandler,
 		Pid: f.Pid, Ips: f.IPs,
 		Linux: &api.LinuxPodSandbox{
 			CgroupParent: lx.GetCgroupParent(),
-			PodResources: FromCRIResources(res),
-			PodOverhead:  FromCRIResources(over),
+			PodResources: FromCRIResources(f.Resources),
+			PodOverhead:  FromCRIResources(f.Overhead),
 		},
 	}
 	if s := f.Spec; s != nil && s.Linux != nil {

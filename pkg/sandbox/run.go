@@ -358,6 +358,5 @@ func (c *creation) startInfra(ctx context.Context) error {
 
 // notifyNRI tells NRI plugins the pod runs; a plugin failing it fails the pod.
 func (c *creation) notifyNRI(ctx context.Context) error {
-	c.sb.spec, _ = json.Marshal(c.spec)
 	return c.s.opts.NRI.RunPodSandbox(ctx, c.sb.NRIPod())
 }
