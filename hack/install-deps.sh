@@ -64,6 +64,25 @@ if ! has_mod "$BIN/runc" github.com/opencontainers/runc "$RUNC_VERSION"; then
     "github.com/opencontainers/runc@$RUNC_VERSION"
 fi
 
+# --- CRIU (checkpoint/restore), from Debian's source of $CRIU_VERSION ------------
+# runc runs `criu` from the shim's PATH, which starts with $BIN for the supervised
+# containerd. Debian 12's own criu (3.17) fails `criu check` on kernels >= 6.13.
+if ! "$BIN/criu" --version 2>/dev/null | grep -qx "Version: $CRIU_VERSION"; then
+  log "building criu $CRIU_VERSION"
+  CRIU_BUILD_PKGS=(gcc make libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnl-3-dev
+    libprotobuf-c-dev libprotobuf-dev protobuf-c-compiler protobuf-compiler uuid-dev pkgconf python3-protobuf curl xz-utils)
+  apt_criu() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${CRIU_BUILD_PKGS[@]}" >/dev/null; }
+  apt_criu || { apt-get update -qq && apt_criu; }
+  src=$(mktemp -d)
+  trap 'rm -rf "$src"' EXIT
+  curl -fsSL -o "$src/criu.tar.xz" "http://deb.debian.org/debian/pool/main/c/criu/criu_$CRIU_VERSION.orig.tar.xz"
+  echo "$CRIU_SHA256  $src/criu.tar.xz" | sha256sum -c --quiet
+  tar -xJf "$src/criu.tar.xz" -C "$src"
+  make -C "$src/criu-$CRIU_VERSION" -j"$(nproc)" criu >"$src/build.log" 2>&1 || { tail -30 "$src/build.log"; exit 1; }
+  install -m 0755 "$src/criu-$CRIU_VERSION/criu/criu" "$BIN/criu"
+  rm -rf "$src"; trap - EXIT
+fi
+
 # --- CNI plugins (static) ---------------------------------------------------
 for p in main/bridge main/loopback main/host-local ipam/host-local meta/portmap meta/firewall meta/tuning; do
   name=${p##*/}
