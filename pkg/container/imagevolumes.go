@@ -155,6 +155,21 @@ func (s *Service) sweepImageVolumes(ctx context.Context) {
 	}
 }
 
+// ImageVolumeUsers lists the containers that mount image imageID as an image volume
+// (RemoveImage refuses such an image; ImageStatus reports it pinned).
+func (s *Service) ImageVolumeUsers(imageID string) []string {
+	var out []string
+	for _, c := range s.store.List() {
+		for _, m := range c.Config.GetMounts() {
+			if m.GetImage().GetImageRef() == imageID {
+				out = append(out, c.ID)
+				break
+			}
+		}
+	}
+	return out
+}
+
 type imageVolume struct{ key, dir string }
 
 // imageVolumes lists the image volume views whose owner matches.

@@ -238,6 +238,7 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		copts.CDI, d.cdi = registry, registry
 	}
 	d.containers = container.New(conn, d.images, d.sandboxes, copts)
+	d.images.SetMountedBy(d.containers.ImageVolumeUsers)
 	d.sandboxes.SetHooks(sandbox.Hooks{StopContainers: d.containers.StopPod, RemoveContainers: d.containers.RemovePod})
 	d.containers.Watch(bg)
 	if err := d.containers.Load(ctx); err != nil {

@@ -60,6 +60,7 @@ type Service struct {
 	opts       Options
 	pullOpts   atomic.Pointer[PullOptions] // what SIGHUP may change
 	sandboxRef atomic.Pointer[string]      // normalized sandbox image name, always pinned
+	mounted    atomic.Pointer[func(imageID string) []string]
 	platform   platforms.MatchComparer
 
 	idx     *index
@@ -229,14 +230,26 @@ func (s *Service) Get(ref string) (*Image, error) {
 // List returns every image, sorted by ID.
 func (s *Service) List() []*Image { return s.idx.list() }
 
-// Pinned reports whether kubelet's image GC must leave img alone: the sandbox image.
+// Pinned reports whether kubelet's image GC must leave img alone: the sandbox image,
+// and images mounted as image volumes.
 func (s *Service) Pinned(img *Image) bool {
 	for _, t := range img.RepoTags {
 		if t == s.SandboxImage() {
 			return true
 		}
 	}
-	return false
+	return len(s.mountedBy(img.ID)) > 0
+}
+
+// SetMountedBy tells the service which containers mount an image (by ID) as an image
+// volume: such an image is reported pinned and cannot be removed.
+func (s *Service) SetMountedBy(f func(imageID string) []string) { s.mounted.Store(&f) }
+
+func (s *Service) mountedBy(id string) []string {
+	if f := s.mounted.Load(); f != nil {
+		return (*f)(id)
+	}
+	return nil
 }
 
 // SandboxImage is the configured pause image's normalized name.
@@ -264,6 +277,9 @@ func (s *Service) Remove(ctx context.Context, ref string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if users := s.mountedBy(img.ID); len(users) > 0 {
+		return fmt.Errorf("image %s is mounted as an image volume by container(s) %s: remove them first: %w", img.ID, strings.Join(users, ", "), errdefs.ErrFailedPrecondition)
 	}
 	names := s.idx.namesOf(img.ID)
 	if len(names) == 0 {

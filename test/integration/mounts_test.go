@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
@@ -104,10 +105,37 @@ func TestImageVolumes(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
 		t.Errorf("%d image volumes mounted under %s, want 2", len(entries), dir)
 	}
+	// The image is kept from removal while mounted: pinned for kubelet's image GC,
+	// RemoveImage refused.
+	pinned := func() bool {
+		resp, err := k.Images.ImageStatus(harness.Ctx(t), &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: images.EchoServer}})
+		if err != nil || resp.GetImage() == nil {
+			t.Fatalf("ImageStatus: %v %v", resp, err)
+		}
+		return resp.GetImage().GetPinned()
+	}
+	if !pinned() {
+		t.Errorf("an image mounted as an image volume is not reported pinned")
+	}
+	if _, err := k.Images.RemoveImage(harness.Ctx(t), &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: images.EchoServer}}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("RemoveImage of a mounted image volume: %v, want FailedPrecondition", err)
+	}
+	// After a restart keelson still knows the volumes: still pinned, and removal
+	// unmounts them.
 	stopCtr(t, k, id, 0)
+	if err := k.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	k.Start(harness.Options{Registry: reg})
+	if !pinned() {
+		t.Errorf("after a restart, the image volume's image is not reported pinned")
+	}
 	removeCtr(t, k, id)
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("image volumes left after removal: %v", entries)
+	}
+	if pinned() {
+		t.Errorf("the image is still pinned after the container that mounted it was removed")
 	}
 	if m := harness.MountsUnder(dir); len(m) != 0 {
 		t.Errorf("image volume mounts left: %v", m)
