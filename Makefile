@@ -50,15 +50,18 @@ install:
 test: deps k8s cri-tools vet unit fuzz integration critest e2e test-node bench-smoke
 
 ## test-node: the node tests in a Debian 12 guest VM (systemd, cgroup v2, AppArmor);
-## the first run builds the guest image under /opt/keelson/vm
-test-node: build
+## the first run builds the guest image under /opt/keelson/vm. The guest gets
+## /opt/keelson from the host: containerd, runc and CNI plugins (deps), crictl
+## (cri-tools; also in the .deb) and kubelet (k8s).
+test-node: deps k8s cri-tools build
 	bash hack/deb.sh $(VERSION)
 	go test -c -o bin/node.test ./test/node
 	go run ./hack/vm
 
 ## deb: a Debian package of keelson with the pinned containerd, runc, crictl and CNI
-## plugins (bin/keelson_<version>_amd64.deb; hack/deb.sh says what goes where)
-deb: deps build
+## plugins (bin/keelson_<version>_amd64.deb; hack/deb.sh says what goes where;
+## crictl comes from cri-tools)
+deb: deps cri-tools build
 	bash hack/deb.sh $(VERSION)
 
 vm-image:

@@ -5,6 +5,7 @@ import (
 
 	"github.com/keelson/keelson/pkg/config"
 	"github.com/keelson/keelson/pkg/images"
+	"github.com/keelson/keelson/pkg/tracing"
 )
 
 // reloadable are the keys a reload (SIGHUP) applies to a running keelson; any other
@@ -23,10 +24,16 @@ var reloadable = map[string]bool{
 	"debug.address":                true,
 }
 
+// tracingNotReloaded is logged on every reload: tracing has no config key, it is set up
+// once at start from the OTEL_* environment, which a running process cannot see change.
+const tracingNotReloaded = "SIGHUP: tracing not reloaded: it follows the OTEL_* environment keelson started with; changing it needs a restart"
+
 // Reload applies what changed in cfg (a validated config) that can change without a
 // restart, and logs the changed keys that cannot. Pods and containers are not
-// touched. It returns the keys applied and the keys that need a restart.
+// touched. It returns the keys applied and the keys that need a restart. It also
+// logs that tracing (the OTEL_* environment) needs a restart to change.
 func (d *Daemon) Reload(cfg config.Config) (applied, needRestart []string) {
+	klog.InfoS(tracingNotReloaded, "tracing", map[bool]string{true: "on", false: "off"}[tracing.Enabled()])
 	d.cfgMu.Lock()
 	defer d.cfgMu.Unlock()
 	next := d.cfg

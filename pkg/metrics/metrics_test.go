@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -96,5 +97,37 @@ func TestServeMetricsUnix(t *testing.T) {
 		if !strings.Contains(string(b), name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
+	}
+}
+
+// A failed CNI operation moves keelson_cni_operation_failures_total for its operation
+// only; a successful one does not move it.
+func TestObserveCNIFailures(t *testing.T) {
+	failures := func(op string) float64 { return testutil.ToFloat64(CNIFailures.WithLabelValues(op)) }
+	addBefore, delBefore := failures("add"), failures("del")
+	ObserveCNI("add", time.Now(), nil)
+	if got := failures("add"); got != addBefore {
+		t.Errorf("a successful ADD moved the failures: %v → %v", addBefore, got)
+	}
+	ObserveCNI("add", time.Now(), errors.New("plugin failed"))
+	if got := failures("add"); got != addBefore+1 {
+		t.Errorf(`keelson_cni_operation_failures_total{operation="add"} = %v after a failed ADD, want %v`, got, addBefore+1)
+	}
+	if got := failures("del"); got != delBefore {
+		t.Errorf("a failed ADD moved the DEL failures: %v → %v", delBefore, got)
+	}
+	ObserveCNI("del", time.Now(), errors.New("plugin failed"))
+	if got := failures("del"); got != delBefore+1 {
+		t.Errorf(`keelson_cni_operation_failures_total{operation="del"} = %v after a failed DEL, want %v`, got, delBefore+1)
+	}
+	// The scrape shows it under its documented name.
+	want := fmt.Sprintf(`
+# HELP keelson_cni_operation_failures_total CNI operations that failed, by operation (add, del, gc).
+# TYPE keelson_cni_operation_failures_total counter
+keelson_cni_operation_failures_total{operation="add"} %v
+keelson_cni_operation_failures_total{operation="del"} %v
+`, addBefore+1, delBefore+1)
+	if err := testutil.GatherAndCompare(Registry, strings.NewReader(want), "keelson_cni_operation_failures_total"); err != nil {
+		t.Error(err)
 	}
 }

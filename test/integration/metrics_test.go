@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,6 +161,51 @@ func TestMetrics(t *testing.T) {
 	if code, err := unixGet(debugSocket, "/debug/pprof/goroutine?debug=2"); err != nil || code != http.StatusOK {
 		t.Errorf("goroutine dump: %d %v", code, err)
 	}
+}
+
+// The failure counters move on their events: a CNI plugin failing ADD
+// (keelson_cni_operation_failures_total) and the supervised containerd dying and
+// coming back (keelson_containerd_reconnects_total).
+func TestMetricsFailureCounters(t *testing.T) {
+	bin := harness.NewDir(t, "ktcni-")
+	if err := os.WriteFile(filepath.Join(bin, "failer"), []byte(failingPlugin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	k := startWithRegistry(t, reg, func(o *harness.Options) {
+		o.ExtraCNIBinDir = bin
+		o.CNIConfList = func(k *harness.Keelson) string {
+			return fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[
+ {"type":"bridge","bridge":%q,"isGateway":true,"ipMasq":true,
+  "ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"dataDir":%q}},
+ {"type":"failer"}]}`, k.Bridge, k.Bridge, k.Subnet, filepath.Join(k.Dir, "ipam"))
+		}
+	})
+	const cniFailures, reconnects = `keelson_cni_operation_failures_total{operation="add"}`, `keelson_containerd_reconnects_total`
+	before := scrape(t, k)
+	if v := before[cniFailures]; v != 0 {
+		t.Fatalf("%s = %v before any pod", cniFailures, v)
+	}
+	if v, found := before[reconnects]; !found || v != 0 {
+		t.Fatalf("%s = %v (present: %v) before containerd went away, want 0", reconnects, v, found)
+	}
+
+	_, err := k.Runtime.RunPodSandbox(harness.Ctx(t), &runtimeapi.RunPodSandboxRequest{Config: podConfig(k, "cnifail")})
+	if err == nil || !strings.Contains(err.Error(), "injected failure") {
+		t.Fatalf("RunPodSandbox: %v, want the plugin's error", err)
+	}
+	waitMetric(t, k, cniFailures, 1)
+
+	pids := k.ContainerdPids()
+	if len(pids) != 1 {
+		t.Fatalf("containerd children = %v", pids)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, k, `keelson_supervised_containerd_restarts_total`, 1)
+	waitMetric(t, k, reconnects, 1)
+	waitMetric(t, k, `keelson_containerd_up`, 1)
+	k.CheckNoLeaks(t)
 }
 
 func waitMetric(t *testing.T, k *harness.Keelson, key string, want float64) {

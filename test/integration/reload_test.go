@@ -2,8 +2,11 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -147,6 +150,46 @@ func TestReloadPerKey(t *testing.T) {
 		}
 	})
 
+	t.Run("metrics.tls_cert_file", func(t *testing.T) {
+		// From the unix socket above back to TCP, now over HTTPS with a self-signed
+		// certificate.
+		cert := newCert(t, "keelson-metrics", nil, true)
+		certFile, keyFile := cert.write(t, dir, "metrics")
+		line := k.Reload(t, fmt.Sprintf("address = %q", "unix://"+metricsSocket),
+			fmt.Sprintf("address = \"127.0.0.1:0\"\n  tls_cert_file = %q\n  tls_key_file = %q", certFile, keyFile))
+		for _, key := range []string{"metrics.address", "metrics.tls_cert_file", "metrics.tls_key_file"} {
+			if !strings.Contains(line, key) {
+				t.Errorf("the reload does not name %s: %s", key, line)
+			}
+		}
+		url := strings.Replace(k.MetricsURL(t), "http://", "https://", 1)
+		pool := x509.NewCertPool()
+		pool.AddCert(cert.cert)
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		resp, err := client.Get(url + "/metrics")
+		if err != nil {
+			t.Fatalf("scraping over TLS: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "keelson_pods{") {
+			t.Errorf("metrics over TLS: %s, %d bytes without keelson_pods", resp.Status, len(b))
+		}
+		if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || !resp.TLS.PeerCertificates[0].Equal(cert.cert) {
+			t.Error("the endpoint does not present the configured certificate")
+		}
+		if code, err := unixGet(metricsSocket, "/metrics"); err == nil {
+			t.Errorf("the old metrics socket still answers: %d", code)
+		}
+		plain := strings.Replace(url, "https://", "http://", 1)
+		if resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(plain + "/metrics"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				t.Error("the TLS endpoint serves metrics over plain HTTP")
+			}
+		}
+	})
+
 	t.Run("debug.address", func(t *testing.T) {
 		if _, err := unixGet(debugSocket, "/debug/pprof/"); err == nil {
 			t.Fatal("the debug endpoint answers while off")
@@ -158,9 +201,15 @@ func TestReloadPerKey(t *testing.T) {
 	})
 
 	t.Run("a key that needs a restart", func(t *testing.T) {
+		// Tracing follows the OTEL_* environment: every reload says it needs a restart.
+		const tracingLine = `"SIGHUP: tracing not reloaded: it follows the OTEL_* environment keelson started with; changing it needs a restart"`
+		before := strings.Count(k.Log(), tracingLine)
 		line := k.Reload(t, `shutdown_grace = "5s"`, `shutdown_grace = "7s"`)
 		if !strings.Contains(line, `needRestart=["grpc.shutdown_grace"]`) || !strings.Contains(line, "applied=null") {
 			t.Errorf("the reload line does not say the key needs a restart: %s", line)
+		}
+		if after := strings.Count(k.Log(), tracingLine); after != before+1 {
+			t.Errorf("the reload logged the tracing line %d times, want once (%s)", after-before, tracingLine)
 		}
 	})
 
