@@ -8,7 +8,9 @@ set -euo pipefail
 dir=${1:?usage: image.sh DIR}
 log() { printf 'vm-image: %s\n' "$*" >&2; }
 
-PKGS=systemd,systemd-sysv,udev,dbus,linux-image-amd64,iproute2,iptables,kmod,procps,ca-certificates,apparmor,make,util-linux,mount
+# libprotobuf-c1 libnl-3-200 libnet1 libgnutls30 libbsd0: what the prefix's criu (hack/install-deps.sh)
+# links; crun: the second runtime handler (this CI host's hybrid cgroups rule crun out).
+PKGS=systemd,systemd-sysv,udev,dbus,linux-image-amd64,iproute2,iptables,kmod,procps,ca-certificates,apparmor,make,util-linux,mount,libprotobuf-c1,libnl-3-200,libnet1,libgnutls30,libbsd0,crun
 
 hash=$(sha256sum "$0" | cut -c1-12)
 img=$dir/img-$hash

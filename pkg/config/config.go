@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -94,11 +95,14 @@ type Runtime struct {
 	Handlers       map[string]RuntimeHandler `toml:"handlers" comment:"RuntimeClass handlers by name: [runtime.handlers.<name>]."`
 }
 
+var ociVersionRE = regexp.MustCompile(`^1\.[0-9]+\.[0-9]+(-[0-9A-Za-z.+-]+)?$`)
+
 // RuntimeHandler is one RuntimeClass handler.
 type RuntimeHandler struct {
 	RuntimeType string `toml:"runtime_type" comment:"containerd shim runtime. Empty: io.containerd.runc.v2."`
 	BinaryName  string `toml:"binary_name" comment:"OCI runtime binary the shim runs. Empty: the shim's default (runc on its PATH)."`
 	Root        string `toml:"root" comment:"OCI runtime state root. Empty: <state_dir>/runtime/<handler>, so keelson never shares runc state with another containerd."`
+	OCIVersion  string `toml:"oci_version" comment:"ociVersion written in this handler's container specs. Empty: the runtime-spec version keelson is built with (1.3.0). crun before 1.9 (Debian 12's 1.8.1) refuses anything past 1.1: set \"1.1.0\" for it."`
 }
 
 // CNI configures pod networking.
@@ -343,6 +347,9 @@ func (c *Config) Validate() error {
 		}
 		if h.Root == "" {
 			h.Root = filepath.Join(c.StateDir, "runtime", name)
+		}
+		if h.OCIVersion != "" && !ociVersionRE.MatchString(h.OCIVersion) {
+			bad("runtime.handlers.%s.oci_version %q is not an OCI runtime-spec version such as 1.1.0", name, h.OCIVersion)
 		}
 		if h.BinaryName != "" && !filepath.IsAbs(h.BinaryName) && filepath.Base(h.BinaryName) != h.BinaryName {
 			bad("runtime.handlers.%s.binary_name %q must be an absolute path or a bare name looked up on PATH", name, h.BinaryName)

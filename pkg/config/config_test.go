@@ -132,6 +132,12 @@ func TestValidate(t *testing.T) {
 		{"external containerd needs no binary", func(c *Config) { c.Containerd.Binary = ""; c.Containerd.Address = "/run/containerd/containerd.sock" }, ""},
 		{"log level range", func(c *Config) { c.LogLevel = 11 }, "log_level"},
 		{"cache dir derived", func(c *Config) { c.RootDir = "/r" }, ""},
+		{"oci_version for an old crun", func(c *Config) {
+			c.Runtime.Handlers["crun"] = RuntimeHandler{BinaryName: "/usr/bin/crun", OCIVersion: "1.1.0"}
+		}, ""},
+		{"oci_version not a version", func(c *Config) {
+			c.Runtime.Handlers["crun"] = RuntimeHandler{BinaryName: "/usr/bin/crun", OCIVersion: "latest"}
+		}, `runtime.handlers.crun.oci_version "latest"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

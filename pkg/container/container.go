@@ -68,6 +68,8 @@ type Metadata struct {
 	LogPath     string                      `json:"logPath,omitempty"`
 	StopSignal  string                      `json:"stopSignal,omitempty"`
 	CreatedAt   int64                       `json:"createdAt"`
+	// RestoreFrom: the container is restored from the checkpoint extracted here.
+	RestoreFrom string `json:"restoreFrom,omitempty"`
 }
 
 // Status is the container's mutable state (status file).

@@ -18,11 +18,13 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"go.opentelemetry.io/otel/attribute"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/keelson/keelson/pkg/cgroups"
 	"github.com/keelson/keelson/pkg/config"
+	"github.com/keelson/keelson/pkg/criu"
 	"github.com/keelson/keelson/pkg/devices"
 	"github.com/keelson/keelson/pkg/events"
 	"github.com/keelson/keelson/pkg/failpoint"
@@ -33,6 +35,7 @@ import (
 	"github.com/keelson/keelson/pkg/sandbox"
 	"github.com/keelson/keelson/pkg/selinux"
 	"github.com/keelson/keelson/pkg/store"
+	"github.com/keelson/keelson/pkg/tracing"
 	"github.com/keelson/keelson/pkg/undo"
 	"github.com/keelson/keelson/pkg/validate"
 )
@@ -63,6 +66,13 @@ type Options struct {
 	}
 	// NRI tells NRI plugins of containers and lets them adjust new ones; nil: off.
 	NRI *nri.NRI
+	// CRIU checks that checkpoint/restore can run; nil: off.
+	CRIU *criu.Checker
+	// Restore: containerd restores tasks from a checkpoint directory (2.0 and later).
+	Restore bool
+	// RootDir keeps what must outlive a reboot or be large: <RootDir>/containers/<id>
+	// holds a restored container's checkpoint.
+	RootDir string
 }
 
 // Service manages containers.
@@ -155,6 +165,12 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 		return "", err
 	}
 	defer release()
+	archive := checkpointArchive(cfg)
+	if archive != "" {
+		if cfg, err = s.restoreInput(cfg, archive); err != nil {
+			return "", err
+		}
+	}
 	img, err := s.images.Get(cfg.GetImage().GetImage())
 	if err != nil {
 		if errdefs.IsNotFound(err) {
@@ -210,20 +226,25 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 	if err != nil {
 		return "", fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 	}
+	specCtx, specSpan := tracing.Start(ctx, "container.create.spec", attribute.String("container.id", id))
 	spec, err := oci.ContainerSpec(nsCtx, oci.ContainerInput{
 		ID: id, Config: specCfg, SandboxConfig: sb.Config, Image: img.Spec.Config, ImageName: c.ImageName,
 		Sandbox:                    s.sandboxFacts(sb),
 		OwnOOM:                     s.ownOOM,
 		PidsLimit:                  s.opts.PidsLimit,
 		RecursiveReadOnlySupported: s.opts.RecursiveReadOnly[sb.RuntimeHandler],
-		ReadImageFile:              func(p string) ([]byte, error) { return s.imageFiles.read(ctx, img, p) },
+		ReadImageFile:              func(p string) ([]byte, error) { return s.imageFiles.read(specCtx, img, p) },
 		TargetPID:                  s.targetPID(cfg),
 		CgroupDriver:               s.opts.Host.CgroupDriver,
 		AppArmorEnabled:            s.opts.AppArmor,
 		SELinux:                    labels,
 	})
+	tracing.End(specSpan, err)
 	if err != nil {
 		return "", err
+	}
+	if handler.OCIVersion != "" {
+		spec.Version = handler.OCIVersion
 	}
 	if len(cdiDevices) > 0 {
 		if err := s.opts.CDI.Inject(spec, cdiDevices); err != nil {
@@ -251,6 +272,13 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 			}
 		}
 	}
+	if archive != "" {
+		steps.Push("remove the extracted checkpoint", func(context.Context) error { return s.removeRestoreDir(id) })
+		if err := s.extractCheckpoint(id, archive); err != nil {
+			return "", err
+		}
+		c.RestoreFrom = s.restoreDir(id)
+	}
 	if err := c.Metadata.encode(); err != nil {
 		return "", err
 	}
@@ -260,7 +288,8 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 	}
 
 	image := containerd.NewImageWithPlatform(s.client, images.Image{Name: img.ID, Target: img.Target}, platforms.Default())
-	cc, err := s.client.NewContainer(ctx, id,
+	recCtx, recSpan := tracing.Start(ctx, "container.create.record", attribute.String("container.id", id))
+	cc, err := s.client.NewContainer(recCtx, id,
 		containerd.WithSnapshotter(s.opts.Snapshotter),
 		containerd.WithNewSnapshot(id, image, oci.SnapshotOpts(sb.UserNS())...),
 		containerd.WithRuntime(handler.RuntimeType, s.runtimeOptions(handler)),
@@ -268,6 +297,7 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 		containerd.WithContainerLabels(map[string]string{LabelKind: KindContainer, LabelSandbox: sb.ID}),
 		containerd.WithContainerExtension(ExtensionKey, &c.Metadata),
 	)
+	tracing.End(recSpan, err)
 	if err != nil {
 		return "", fmt.Errorf("creating container: %w", err)
 	}
@@ -449,7 +479,13 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 	if err := os.MkdirAll(s.stateDir(c.ID), 0o700); err != nil {
 		return err
 	}
-	task, cio0, err := s.newTask(ctx, cc, c)
+	newTask := s.newTask
+	if c.RestoreFrom != "" {
+		newTask = s.restoreTask
+	}
+	taskCtx, taskSpan := tracing.Start(ctx, "container.start.task", attribute.String("container.id", c.ID))
+	task, cio0, err := newTask(taskCtx, cc, c)
+	tracing.End(taskSpan, err)
 	if err != nil {
 		return err
 	}
@@ -479,8 +515,13 @@ func (s *Service) Start(ctx context.Context, id string) (retErr error) {
 		}
 	}
 	startedAt := nowNano()
-	if err := task.Start(ctx); err != nil {
-		return fmt.Errorf("starting container %s: %w", c.ID, err)
+	if c.RestoreFrom == "" { // a restored task runs already
+		startCtx, span := tracing.Start(ctx, "container.start.process", attribute.String("container.id", c.ID))
+		err := task.Start(startCtx)
+		tracing.End(span, err)
+		if err != nil {
+			return fmt.Errorf("starting container %s: %w", c.ID, err)
+		}
 	}
 	if err := failpoint.Hit("container/start/started"); err != nil {
 		return err
@@ -713,6 +754,9 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	}
 	if err := s.removeImageVolumes(ctx, c.ID); err != nil {
 		return fmt.Errorf("removing the image volumes of container %s: %w", c.ID, err)
+	}
+	if err := s.removeRestoreDir(c.ID); err != nil {
+		return fmt.Errorf("removing the checkpoint container %s was restored from: %w", c.ID, err)
 	}
 	// runc removes the cgroup with the task; a task creation cut short (keelson
 	// killed inside it) can leave it, with a runc init inside.

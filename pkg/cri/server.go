@@ -40,6 +40,7 @@ type Server struct {
 	Images         ImageService
 	Sandboxes      SandboxService
 	Containers     ContainerService
+	Checkpointer   Checkpointer
 	Stats          StatsService // stats RPCs; nil answers Unimplemented
 	Events         *events.Broadcaster
 	Handlers       []Handler // the default handler first

@@ -28,6 +28,7 @@ import (
 	"github.com/keelson/keelson/pkg/config"
 	"github.com/keelson/keelson/pkg/container"
 	"github.com/keelson/keelson/pkg/cri"
+	"github.com/keelson/keelson/pkg/criu"
 	"github.com/keelson/keelson/pkg/devices"
 	"github.com/keelson/keelson/pkg/events"
 	"github.com/keelson/keelson/pkg/images"
@@ -225,6 +226,9 @@ func Start(ctx context.Context, cfg config.Config) (d *Daemon, retErr error) {
 		Host:              host,
 		AppArmor:          apparmor.HostSupports(),
 		NRI:               d.nri,
+		CRIU:              &criu.Checker{Dirs: criuDirs(cfg)},
+		Restore:           versionAtLeast(conn.Version(), 2, 0),
+		RootDir:           cfg.RootDir,
 	}
 	if cfg.CDI.Enabled {
 		registry, err := devices.NewCDI(cfg.CDI.SpecDirs)
@@ -329,6 +333,7 @@ func (d *Daemon) serve() error {
 		Images:         d.images,
 		Sandboxes:      d.sandboxes,
 		Containers:     d.containers,
+		Checkpointer:   d.containers,
 		Stats:          d.stats,
 		Events:         d.events,
 		DefaultHandler: cfg.Runtime.DefaultHandler,

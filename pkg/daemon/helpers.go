@@ -140,3 +140,12 @@ func supported(m map[string]error, name string) bool {
 	err, ok := m[name]
 	return ok && err == nil
 }
+
+// criuDirs are where runc, run by the supervised containerd's shims, finds criu
+// before the rest of PATH: the containerd binary's directory.
+func criuDirs(cfg config.Config) []string {
+	if cfg.Containerd.Address != "" || cfg.Containerd.Binary == "" {
+		return nil
+	}
+	return []string{filepath.Dir(cfg.Containerd.Binary)}
+}

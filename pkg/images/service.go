@@ -104,6 +104,14 @@ func (s *Service) Load(ctx context.Context) error {
 	}
 	names := make(map[string]*imageContent, len(records))
 	for _, rec := range records {
+		if IsCheckpointRecord(rec.Name) {
+			// Left by a CheckpointContainer cut short (its blobs are held only by
+			// the call's lease); a running call tolerates the record's loss.
+			if err := s.client.ImageService().Delete(ctx, rec.Name); err != nil && !errdefs.IsNotFound(err) {
+				klog.ErrorS(err, "Removing a left-over checkpoint record", "name", rec.Name)
+			}
+			continue
+		}
 		c, err := s.contentOf(ctx, rec)
 		if err != nil {
 			// Kept out of the index, not deleted: a later pull repairs it.
@@ -138,8 +146,18 @@ func (s *Service) Run(ctx context.Context) {
 	go s.runFsUsage(ctx)
 }
 
+// CheckpointRecordPrefix names the image records CheckpointContainer has containerd
+// make while it runs (never images of the CRI).
+const CheckpointRecordPrefix = "keelson-checkpoint-"
+
+// IsCheckpointRecord tells a CheckpointContainer's temporary image record.
+func IsCheckpointRecord(name string) bool { return strings.HasPrefix(name, CheckpointRecordPrefix) }
+
 // refreshName re-reads one containerd image record into the index.
 func (s *Service) refreshName(ctx context.Context, name string) {
+	if IsCheckpointRecord(name) {
+		return
+	}
 	rec, err := s.client.ImageService().Get(ctx, name)
 	if errdefs.IsNotFound(err) {
 		s.idx.remove(name)

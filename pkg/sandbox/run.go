@@ -239,6 +239,9 @@ func (c *creation) buildSpec(ctx context.Context) error {
 		ID: sb.ID, Config: sb.Config, Image: img.Spec.Config, NetNSPath: sb.NetNSPath, OwnOOM: c.s.ownOOM,
 		CgroupDriver: c.s.opts.Host.CgroupDriver, UserNS: sb.UserNS(), SELinux: sb.SELinux,
 	})
+	if err == nil && c.handler.OCIVersion != "" {
+		c.spec.Version = c.handler.OCIVersion
+	}
 	return err
 }
 

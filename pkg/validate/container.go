@@ -2,7 +2,9 @@ package validate
 
 import (
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -264,4 +266,25 @@ func isLocal(p string) bool {
 		}
 	}
 	return true
+}
+
+// CheckpointLocation checks CheckpointContainerRequest.location: an absolute, clean
+// path of a file to write, in an existing directory.
+func CheckpointLocation(field, loc string) error {
+	if loc == "" {
+		return invalid(field, "is empty: the checkpoint archive's path is needed")
+	}
+	if err := plainText(field, loc, true); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(loc) || filepath.Clean(loc) != loc {
+		return invalid(field, "%q must be an absolute, clean path", loc)
+	}
+	if fi, err := os.Stat(filepath.Dir(loc)); err != nil || !fi.IsDir() {
+		return invalid(field, "%q: its directory does not exist", loc)
+	}
+	if fi, err := os.Lstat(loc); err == nil && !fi.Mode().IsRegular() {
+		return invalid(field, "%q exists and is not a regular file", loc)
+	}
+	return nil
 }

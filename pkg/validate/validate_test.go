@@ -3,6 +3,7 @@ package validate
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -394,6 +395,23 @@ func TestNormalizeSysctl(t *testing.T) {
 	} {
 		if got := NormalizeSysctl(in); got != want {
 			t.Errorf("NormalizeSysctl(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCheckpointLocation(t *testing.T) {
+	dir := t.TempDir()
+	for loc, ok := range map[string]bool{
+		filepath.Join(dir, "c.tar"):   true,
+		"":                            false,
+		"rel/c.tar":                   false,
+		dir + "/../x/c.tar":           false,
+		"/no/such/dir/c.tar":          false,
+		dir:                           false,
+		filepath.Join(dir, "c\n.tar"): false,
+	} {
+		if err := CheckpointLocation("location", loc); (err == nil) != ok {
+			t.Errorf("CheckpointLocation(%q) = %v, want ok=%v", loc, err, ok)
 		}
 	}
 }

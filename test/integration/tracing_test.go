@@ -18,6 +18,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/keelson/keelson/test/harness"
+	"github.com/keelson/keelson/test/images"
 )
 
 // otlpReceiver is an OTLP/gRPC trace collector keeping every span it is sent.
@@ -118,6 +119,37 @@ func TestTracing(t *testing.T) {
 	}
 	if !containerd {
 		t.Errorf("no span of a containerd call in the trace: %v", names(spans))
+	}
+
+	// A container's creation and start: a span per step under each call's span.
+	mustPull(t, k, images.Busybox)
+	traceID2 := make([]byte, 16)
+	_, _ = rand.Read(traceID2)
+	ctx = metadata.AppendToOutgoingContext(harness.Ctx(t), "traceparent", fmt.Sprintf("00-%x-%x-01", traceID2, parentID))
+	created, err := k.Runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: run.PodSandboxId, Config: ctrConfig("traced", images.Busybox, "sleep", "1000"), SandboxConfig: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Runtime.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: created.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	parents := map[string]string{
+		"container.create.spec": "runtime.v1.RuntimeService/CreateContainer", "container.create.record": "runtime.v1.RuntimeService/CreateContainer",
+		"container.start.task": "runtime.v1.RuntimeService/StartContainer", "container.start.process": "runtime.v1.RuntimeService/StartContainer",
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		spans = recv.trace(traceID2)
+		if spans["container.start.process"] != nil && spans["runtime.v1.RuntimeService/StartContainer"] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the container trace %x did not arrive whole; spans of it: %v", traceID2, names(spans))
+		}
+	}
+	for step, parent := range parents {
+		if s, p := spans[step], spans[parent]; s == nil || p == nil || string(s.GetParentSpanId()) != string(p.GetSpanId()) {
+			t.Errorf("%s is missing or not a child of %s: %v", step, parent, names(spans))
+		}
 	}
 }
 

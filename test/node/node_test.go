@@ -431,6 +431,123 @@ func TestNode(t *testing.T) {
 		}
 	})
 
+	check(t, "CheckpointContainer with CRIU, and a restore in another pod: the process goes on with its memory and files", func(t *testing.T) {
+		// A shell whose state is in its memory: a stamp taken once, and a count.
+		const counter = `stamp=$RANDOM$RANDOM$RANDOM; i=0; while :; do i=$((i+1)); echo $stamp > /tmp/stamp; echo $i > /tmp/count; sleep 0.2; done`
+		p := runPod(t, "ckpt", "kubepods-besteffort-podckpt.slice")
+		id := p.start(t, "counter", busybox, []string{"sh", "-c", counter})
+		wait.For(t, "the counter counts", 2*time.Minute, func() error {
+			if n, _ := strconv.Atoi(execSync(t, id, "cat", "/tmp/count")); n < 3 {
+				return fmt.Errorf("count %d", n)
+			}
+			return nil
+		})
+		execSync(t, id, "sh", "-c", "echo kept > /data.txt")
+		stamp := execSync(t, id, "cat", "/tmp/stamp")
+		if err := os.MkdirAll("/var/lib/kubelet/checkpoints", 0o700); err != nil {
+			t.Fatal(err)
+		}
+		archive := "/var/lib/kubelet/checkpoints/checkpoint-ckpt_node-counter.tar"
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if _, err := rt.CheckpointContainer(c, &runtimeapi.CheckpointContainerRequest{ContainerId: id, Location: archive}); err != nil {
+			t.Fatalf("CheckpointContainer: %v\n%s", err, journal("keelson", 30))
+		}
+		defer os.Remove(archive)
+		if s := containerStatus(t, id); s.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Fatalf("after its checkpoint the container is %v", s.State)
+		}
+		n0, _ := strconv.Atoi(execSync(t, id, "cat", "/tmp/count"))
+
+		p2 := runPod(t, "restored", "kubepods-besteffort-podrestored.slice")
+		t.Cleanup(func() {
+			if t.Failed() { // CRIU's own account of a failed restore
+				logs, _ := filepath.Glob("/var/lib/keelson/containers/*/checkpoint/checkpoint/restore.log")
+				for _, l := range logs {
+					b, _ := os.ReadFile(l)
+					lines := strings.Split(string(b), "\n")
+					t.Logf("%s, last lines:\n%s", l, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+				}
+			}
+		})
+		rid := p2.start(t, "counter", archive, nil)
+		if got := execSync(t, rid, "cat", "/tmp/stamp"); got != stamp {
+			t.Fatalf("the restored process has stamp %q, want %q (started afresh?)", got, stamp)
+		}
+		wait.For(t, "the restored counter counts on", 2*time.Minute, func() error {
+			if n, _ := strconv.Atoi(execSync(t, rid, "cat", "/tmp/count")); n <= n0 {
+				return fmt.Errorf("count %d, was %d at the checkpoint", n, n0)
+			}
+			return nil
+		})
+		if got := execSync(t, rid, "cat", "/data.txt"); got != "kept" {
+			t.Fatalf("/data.txt in the restored container: %q", got)
+		}
+		if cg := cgroupOf(t, pid(t, rid)); cg != "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podrestored.slice/keelson-"+rid+".scope" {
+			t.Fatalf("restored container's cgroup %s", cg)
+		}
+	})
+
+	check(t, "a second runtime handler: a pod under crun beside one under runc", func(t *testing.T) {
+		b, err := os.ReadFile(configPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Debian 12's crun (1.8.1) knows runtime-spec versions up to 1.1.
+		crunCfg := string(b) + "\n[runtime.handlers.crun]\n  binary_name = '/usr/bin/crun'\n  oci_version = '1.1.0'\n"
+		if err := os.WriteFile(configPath, []byte(crunCfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := os.WriteFile(configPath, b, 0o644); err != nil {
+				t.Error(err)
+			}
+			run(t, "systemctl", "restart", "keelson")
+			ready(t)
+		}()
+		run(t, "systemctl", "restart", "keelson")
+		ready(t)
+		st, err := rt.Status(ctx(t), &runtimeapi.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handlers := map[string]bool{}
+		for _, h := range st.GetRuntimeHandlers() {
+			handlers[h.GetName()] = true
+		}
+		if !handlers["crun"] || !handlers["runc"] {
+			t.Fatalf("Status runtime handlers %v, want crun and runc", st.GetRuntimeHandlers())
+		}
+		for handler, binary := range map[string]string{"crun": "/usr/bin/crun", "runc": "/opt/keelson/bin/runc"} {
+			p := runPod(t, "by-"+handler, "kubepods-besteffort-podby"+handler+".slice", func(c *runtimeapi.PodSandboxConfig) {})
+			if handler == "crun" {
+				// runPod made it with the default handler; make one under crun.
+				removePod(t, p.id)
+				resp, err := rt.RunPodSandbox(ctx(t), &runtimeapi.RunPodSandboxRequest{Config: p.cfg, RuntimeHandler: "crun"})
+				if err != nil {
+					t.Fatalf("RunPodSandbox under crun: %v", err)
+				}
+				p.id = resp.PodSandboxId
+				t.Cleanup(func() { removePod(t, p.id) })
+			}
+			id := p.start(t, "c", busybox, []string{"sleep", "100000"})
+			if got := execSync(t, id, "echo", handler); got != handler {
+				t.Fatalf("exec in the %s container: %q", handler, got)
+			}
+			// The shim ran this handler's binary: its state root holds the container.
+			// (The shim puts it under a directory per containerd namespace.)
+			roots, _ := filepath.Glob("/run/keelson/runtime/" + handler + "/*")
+			var out string
+			for _, root := range roots {
+				out += run(t, binary, "--root", root, "list")
+			}
+			if !strings.Contains(out, id) {
+				t.Fatalf("%s list (roots %v) does not show container %s:\n%s", binary, roots, id, out)
+			}
+			removePod(t, p.id)
+		}
+	})
+
 	check(t, "cgroupfs driver on cgroup v2: slice parents refused; exec, logs, ports, stats, update, removal under /sys/fs/cgroup", func(t *testing.T) {
 		setDriver(t, "cgroupfs")
 		t.Cleanup(func() {
