@@ -29,6 +29,9 @@ type Options struct {
 	CacheDir    string // libcni's result cache
 	PodCIDRFile string // where the pod CIDR kubelet reports is kept; "" = memory only
 	PendingDir  string // pending attachment records; "" = none kept
+	// ConfTemplate, when set, is rendered with the pod CIDRs kubelet reports into
+	// <ConfDir>/TemplateOutput (text/template: .PodCIDR, .PodCIDRRanges, .Routes).
+	ConfTemplate string
 }
 
 // Manager holds the network config in use (the first valid file in lexical order of

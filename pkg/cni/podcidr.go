@@ -24,6 +24,9 @@ func (m *Manager) SetPodCIDR(cidrs string) error {
 	if m.podCIDR == cidrs {
 		return nil
 	}
+	if err := m.renderTemplate(cidrs); err != nil {
+		return err
+	}
 	if m.opts.PodCIDRFile != "" {
 		if err := store.WriteFileAtomic(m.opts.PodCIDRFile, []byte(cidrs+"\n"), 0o644); err != nil {
 			return fmt.Errorf("persisting pod CIDR: %w", err)

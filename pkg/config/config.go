@@ -110,6 +110,8 @@ type CNI struct {
 	ConfDir  string   `toml:"conf_dir" comment:"Directory of CNI network configs; the first in lexical order is used, reloaded on change."`
 	BinDirs  []string `toml:"bin_dirs" comment:"Directories searched for CNI plugin binaries, in order."`
 	CacheDir string   `toml:"cache_dir" comment:"libcni's result cache. Empty: <root_dir>/cni/cache."`
+	// ConfTemplate: as containerd's CRI conf_template.
+	ConfTemplate string `toml:"conf_template" comment:"A CNI config template (Go text/template: {{.PodCIDR}}, {{.PodCIDRRanges}}, {{.Routes}}) rendered into conf_dir/05-keelson-podcidr.conflist whenever kubelet reports the node's pod CIDR (from the control plane's node IPAM). Empty: none; conf_dir is used as it is."`
 }
 
 // Images configures the image service.
@@ -270,6 +272,9 @@ func (c *Config) Validate() error {
 	}
 	abs("root_dir", c.RootDir)
 	abs("state_dir", c.StateDir)
+	if c.CNI.ConfTemplate != "" {
+		abs("cni.conf_template", c.CNI.ConfTemplate)
+	}
 	abs("grpc.socket", c.GRPC.Socket)
 	for i, d := range c.CDI.SpecDirs {
 		abs(fmt.Sprintf("cdi.spec_dirs[%d]", i), d)

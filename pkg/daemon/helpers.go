@@ -98,11 +98,12 @@ func userNamespaceSupport(ctx context.Context, conn *runtime.Conn, snapshotter, 
 // cniOptions locates the CNI config, plugins and keelson's attachment records.
 func cniOptions(cfg config.Config) cni.Options {
 	return cni.Options{
-		ConfDir:     cfg.CNI.ConfDir,
-		BinDirs:     cfg.CNI.BinDirs,
-		CacheDir:    cfg.CNI.CacheDir,
-		PodCIDRFile: filepath.Join(cfg.RootDir, "pod-cidr"),
-		PendingDir:  filepath.Join(cfg.RootDir, "cni", "pending"),
+		ConfDir:      cfg.CNI.ConfDir,
+		BinDirs:      cfg.CNI.BinDirs,
+		CacheDir:     cfg.CNI.CacheDir,
+		PodCIDRFile:  filepath.Join(cfg.RootDir, "pod-cidr"),
+		PendingDir:   filepath.Join(cfg.RootDir, "cni", "pending"),
+		ConfTemplate: cfg.CNI.ConfTemplate,
 	}
 }
 
