@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds kubelet, kube-apiserver and kubectl (k8s.io/kubernetes at $KUBERNETES_VERSION)
-# and etcd ($ETCD_VERSION) from the Go module proxy into $KEELSON_PREFIX/k8s/bin, for
-# the end-to-end tests. `go install` refuses these modules (their go.mod has replace
+# Builds kubelet, kube-apiserver, kubectl, and for the multi-node cluster
+# kube-scheduler, kube-controller-manager and kube-proxy (k8s.io/kubernetes at
+# $KUBERNETES_VERSION), and etcd ($ETCD_VERSION) from the Go module proxy into
+# $KEELSON_PREFIX/k8s/bin, for the end-to-end tests. `go install` refuses these modules (their go.mod has replace
 # lines), so each is built from a small consumer module kept under the prefix; with
 # the build cache warm a rerun takes seconds, and a binary already at the pinned
 # version is not rebuilt.
@@ -23,7 +24,7 @@ has_mod() {
 
 # --- kubernetes ---------------------------------------------------------------
 need=()
-for c in kubelet kube-apiserver kubectl; do
+for c in kubelet kube-apiserver kubectl kube-scheduler kube-controller-manager kube-proxy; do
   has_mod "$BIN/$c" k8s.io/kubernetes "$KUBERNETES_VERSION" || need+=("$c")
 done
 if [ ${#need[@]} -gt 0 ]; then

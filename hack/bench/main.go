@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -43,6 +44,7 @@ var (
 	smoke        = flag.Bool("smoke", false, "a few iterations only (for make test)")
 	keelson      = flag.String("keelson", "", "keelson binary (default: build ./cmd/agent)")
 	noLogs       = flag.Bool("no-logs", false, "containers without a log path (isolates the cost of log copying)")
+	only         = flag.String("only", "", "comma-separated workloads to run (pods, images, containers, podcontainer, parallel, lists); empty: all. For measuring one change.")
 	containerd16 = flag.String("containerd16", "/usr/bin/containerd", "Debian's containerd 1.6 for a third column (its CRI plugin); empty: none")
 )
 
@@ -157,31 +159,43 @@ func main() {
 	for i := range *rounds {
 		order := rotate(rts, i)
 		for _, r := range order {
-			check(podLifecycle(r, res, "", false))
-			check(podLifecycle(r, res, "", true))
-			check(imageLifecycle(r, res, images.BenchSmall, "1 MiB"))
-			if i%3 == 0 {
-				check(imageLifecycle(r, res, images.BenchLarge, "50 MiB, 5 layers"))
+			if want("pods") {
+				check(podLifecycle(r, res, "", false))
+				check(podLifecycle(r, res, "", true))
 			}
-			check(containerLifecycle(r, res, false))
-			check(containerLifecycle(r, res, true))
-			check(podWithContainer(r, res))
+			if want("images") {
+				check(imageLifecycle(r, res, images.BenchSmall, "1 MiB"))
+				if i%3 == 0 {
+					check(imageLifecycle(r, res, images.BenchLarge, "50 MiB, 5 layers"))
+				}
+			}
+			if want("containers") {
+				check(containerLifecycle(r, res, false))
+				check(containerLifecycle(r, res, true))
+			}
+			if want("podcontainer") {
+				check(podWithContainer(r, res))
+			}
 		}
 	}
 	for i := range max(1, *rounds/10) {
 		order := rotate(rts, i)
 		for _, r := range order {
-			check(parallelPods(r, res, *parallel))
+			if want("parallel") {
+				check(parallelPods(r, res, *parallel))
+			}
 		}
 	}
-	for _, r := range rts {
-		check(populate(r, *listPods))
-	}
-	idleCPU(rts, cost)
-	for i := range *rounds * 10 {
-		order := rotate(rts, i)
-		for _, r := range order {
-			check(lists(r, res))
+	if want("lists") {
+		for _, r := range rts {
+			check(populate(r, *listPods))
+		}
+		idleCPU(rts, cost)
+		for i := range *rounds * 10 {
+			order := rotate(rts, i)
+			for _, r := range order {
+				check(lists(r, res))
+			}
 		}
 	}
 	for _, r := range rts {
@@ -714,6 +728,11 @@ func onExit(f func()) {
 
 // runCleanups runs what onExit registered. A second caller (the main goroutine
 // failing while an interrupt cleans up) waits for the first to finish.
+// want tells whether workload w is to run (--only).
+func want(w string) bool {
+	return *only == "" || slices.Contains(strings.Split(*only, ","), w)
+}
+
 func runCleanups() {
 	cleanupMu.Lock()
 	defer cleanupMu.Unlock()

@@ -44,11 +44,7 @@ func imageVolumeKey(id string, n int) string { return "keelson-imgvol-" + id + "
 // is built from: each image mount turned into a read-only bind mount of its
 // (sub)directory. Undo steps unmount and remove what was made.
 func (s *Service) mountImageVolumes(ctx context.Context, id string, cfg *runtimeapi.ContainerConfig, steps *undo.Stack) (*runtimeapi.ContainerConfig, error) {
-	has := false
-	for _, m := range cfg.GetMounts() {
-		has = has || m.GetImage().GetImage() != ""
-	}
-	if !has {
+	if !hasImageVolumes(cfg) {
 		return cfg, nil
 	}
 	out := proto.Clone(cfg).(*runtimeapi.ContainerConfig)
@@ -118,6 +114,16 @@ func (s *Service) mountImageVolume(ctx context.Context, id string, n int, ref, s
 		return "", fmt.Errorf("image_sub_path %q: %w", subPath, errors.Join(err, errdefs.ErrInvalidArgument))
 	}
 	return src, nil
+}
+
+// hasImageVolumes tells whether a container config mounts an image.
+func hasImageVolumes(cfg *runtimeapi.ContainerConfig) bool {
+	for _, m := range cfg.GetMounts() {
+		if m.GetImage().GetImage() != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // unmountImageVolume unmounts one image volume and removes its view; what is gone

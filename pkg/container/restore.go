@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	crmetadata "github.com/checkpoint-restore/checkpointctl/lib"
+	"github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -120,7 +122,7 @@ func (s *Service) restoreInput(cfg *runtimeapi.ContainerConfig, archive string) 
 // extractCheckpoint unpacks the archive's CRIU images and rootfs diff for container id.
 func (s *Service) extractCheckpoint(id, path string) error {
 	dir := s.restoreDir(id)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "work"), 0o700); err != nil {
 		return err
 	}
 	f, err := os.Open(path)
@@ -161,6 +163,37 @@ func (s *Service) sweepRestoreDirs() {
 	}
 }
 
+// restoreOptions has CRIU keep its restore work files (restore.log) beside the
+// extracted checkpoint rather than in the task's bundle, which a failed restore
+// removes with its log.
+func (s *Service) restoreOptions(opts any, restoreFrom string) any {
+	if o, ok := opts.(*options.Options); ok && restoreFrom != "" {
+		o = proto.Clone(o).(*options.Options)
+		o.CriuWorkPath = filepath.Join(restoreFrom, "work")
+		return o
+	}
+	return opts
+}
+
+// restoreLog is the end of CRIU's log of a failed restore.
+func restoreLog(restoreFrom string) string {
+	b, err := os.ReadFile(filepath.Join(restoreFrom, "work", "restore.log"))
+	if err != nil {
+		return "(no restore.log)"
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var errs []string
+	for _, l := range lines {
+		if strings.Contains(l, "Error") {
+			errs = append(errs, strings.TrimSpace(l))
+		}
+	}
+	if len(errs) == 0 {
+		errs = lines[max(0, len(lines)-3):]
+	}
+	return strings.Join(errs[max(0, len(errs)-3):], " | ")
+}
+
 // restoreTask creates the container's task from its checkpoint and restores its
 // processes: the task is running on return.
 func (s *Service) restoreTask(ctx context.Context, cc containerd.Container, c *Container) (containerd.Task, *containerIO, error) {
@@ -170,7 +203,7 @@ func (s *Service) restoreTask(ctx context.Context, cc containerd.Container, c *C
 	}
 	if _, err := cc.Restore(ctx, creator, filepath.Join(c.RestoreFrom, crmetadata.CheckpointDirectory)); err != nil {
 		cio0.close()
-		return nil, nil, fmt.Errorf("restoring container %s from its checkpoint (CRIU's restore.log is in %s): %w", c.ID, filepath.Join(c.RestoreFrom, crmetadata.CheckpointDirectory), err)
+		return nil, nil, fmt.Errorf("restoring container %s from its checkpoint (CRIU: %s; its log: %s): %w", c.ID, restoreLog(c.RestoreFrom), filepath.Join(c.RestoreFrom, "work", "restore.log"), err)
 	}
 	task, err := cc.Task(ctx, nil)
 	if err != nil {

@@ -434,7 +434,13 @@ func TestNode(t *testing.T) {
 	check(t, "CheckpointContainer with CRIU, and a restore in another pod: the process goes on with its memory and files", func(t *testing.T) {
 		// A shell whose state is in its memory: a stamp taken once, and a count.
 		const counter = `stamp=$RANDOM$RANDOM$RANDOM; i=0; while :; do i=$((i+1)); echo $stamp > /tmp/stamp; echo $i > /tmp/count; sleep 0.2; done`
-		p := runPod(t, "ckpt", "kubepods-besteffort-podckpt.slice")
+		// Kubelet's default pods (no shared PID namespace): the restored processes get
+		// a PID namespace of their own, so their PIDs are free. (In a pod whose PID
+		// namespace is shared, CRIU needs the same PIDs free there too.)
+		ownPID := func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_CONTAINER
+		}
+		p := runPod(t, "ckpt", "kubepods-besteffort-podckpt.slice", ownPID)
 		id := p.start(t, "counter", busybox, []string{"sh", "-c", counter})
 		wait.For(t, "the counter counts", 2*time.Minute, func() error {
 			if n, _ := strconv.Atoi(execSync(t, id, "cat", "/tmp/count")); n < 3 {
@@ -459,10 +465,10 @@ func TestNode(t *testing.T) {
 		}
 		n0, _ := strconv.Atoi(execSync(t, id, "cat", "/tmp/count"))
 
-		p2 := runPod(t, "restored", "kubepods-besteffort-podrestored.slice")
+		p2 := runPod(t, "restored", "kubepods-besteffort-podrestored.slice", ownPID)
 		t.Cleanup(func() {
 			if t.Failed() { // CRIU's own account of a failed restore
-				logs, _ := filepath.Glob("/var/lib/keelson/containers/*/checkpoint/checkpoint/restore.log")
+				logs, _ := filepath.Glob("/var/lib/keelson/containers/*/checkpoint/work/restore.log")
 				for _, l := range logs {
 					b, _ := os.ReadFile(l)
 					lines := strings.Split(string(b), "\n")
