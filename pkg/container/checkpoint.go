@@ -162,9 +162,8 @@ func writeFile(path string, r io.Reader) error {
 	return f.Close()
 }
 
-// untar extracts regular files and directories of r under dir; anything else (links,
-// devices) or a name leaving dir is refused.
-func untar(r io.Reader, dir string) error {
+// eachEntry calls f for each entry of the tar stream r.
+func eachEntry(r io.Reader, f func(h *tar.Header, r io.Reader) error) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -174,9 +173,19 @@ func untar(r io.Reader, dir string) error {
 		if err != nil {
 			return err
 		}
+		if err := f(h, tr); err != nil {
+			return err
+		}
+	}
+}
+
+// untar extracts regular files and directories of r under dir; anything else (links,
+// devices) or a name leaving dir is refused.
+func untar(r io.Reader, dir string) error {
+	return eachEntry(r, func(h *tar.Header, r io.Reader) error {
 		name := filepath.Clean(h.Name)
 		if name == "." {
-			continue
+			return nil
 		}
 		if !filepath.IsLocal(name) {
 			return fmt.Errorf("archive entry %q leaves the archive: %w", h.Name, errdefs.ErrInvalidArgument)
@@ -184,18 +193,16 @@ func untar(r io.Reader, dir string) error {
 		p := filepath.Join(dir, name)
 		switch h.Typeflag {
 		case tar.TypeDir:
-			err = os.MkdirAll(p, 0o700)
+			return os.MkdirAll(p, 0o700)
 		case tar.TypeReg:
-			if err = os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
-				err = writeFile(p, tr)
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				return err
 			}
+			return writeFile(p, r)
 		default:
-			err = fmt.Errorf("archive entry %q is not a regular file or a directory: %w", h.Name, errdefs.ErrInvalidArgument)
+			return fmt.Errorf("archive entry %q is not a regular file or a directory: %w", h.Name, errdefs.ErrInvalidArgument)
 		}
-		if err != nil {
-			return err
-		}
-	}
+	})
 }
 
 // writeTar archives the regular files and directories under dir into path, through a

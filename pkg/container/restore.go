@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -220,19 +219,10 @@ func scanTar(path string, f func(name string, r io.Reader) error) error {
 		return err
 	}
 	defer file.Close()
-	tr := tar.NewReader(file)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
+	return eachEntry(file, func(h *tar.Header, r io.Reader) error {
+		if h.Typeflag != tar.TypeReg {
 			return nil
 		}
-		if err != nil {
-			return err
-		}
-		if h.Typeflag == tar.TypeReg {
-			if err := f(filepath.Clean(h.Name), tr); err != nil {
-				return err
-			}
-		}
-	}
+		return f(filepath.Clean(h.Name), r)
+	})
 }

@@ -41,16 +41,7 @@ func TestKillInsideCNIAddReleasedAtStart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bin, "hold"), []byte(fmt.Sprintf(holdPlugin, reached)), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	k := startWithRegistry(t, reg, func(o *harness.Options) {
-		o.ExtraCNIBinDir = bin
-		o.CNIConfList = func(k *harness.Keelson) string {
-			return fmt.Sprintf(`{"cniVersion":"1.1.0","name":%q,"plugins":[
- {"type":"bridge","bridge":%q,"isGateway":true,"ipMasq":true,
-  "ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"dataDir":%q}},
- {"type":"portmap","capabilities":{"portMappings":true}},
- {"type":"hold"}]}`, k.Bridge, k.Bridge, k.Subnet, filepath.Join(k.Dir, "ipam"))
-		}
-	})
+	k := startWithPlugins(t, "1.1.0", bin, `{"type":"portmap","capabilities":{"portMappings":true}}, {"type":"hold"}`)
 	cfg := podConfig(k, "cutshort")
 	cfg.PortMappings = []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: 38096}}
 	done := make(chan error, 1)

@@ -203,16 +203,7 @@ func TestRemovalFinishesWhenDELAlwaysFails(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the delfail plugin: %v\n%s", err, out)
 	}
-	k := startWithRegistry(t, reg, func(o *harness.Options) {
-		o.ExtraCNIBinDir = bin
-		o.CNIConfList = func(k *harness.Keelson) string {
-			return fmt.Sprintf(`{"cniVersion":"1.1.0","name":%q,"plugins":[
- {"type":"bridge","bridge":%q,"isGateway":true,"ipMasq":true,
-  "ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"dataDir":%q}},
- {"type":"portmap","capabilities":{"portMappings":true}},
- {"type":"delfail"}]}`, k.Bridge, k.Bridge, k.Subnet, filepath.Join(k.Dir, "ipam"))
-		}
-	})
+	k := startWithPlugins(t, "1.1.0", bin, `{"type":"portmap","capabilities":{"portMappings":true}}, {"type":"delfail"}`)
 	for _, pause := range []bool{false, true} {
 		cfg := podConfig(k, fmt.Sprintf("undeletable-%v", pause))
 		if pause {

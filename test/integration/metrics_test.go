@@ -167,19 +167,7 @@ func TestMetrics(t *testing.T) {
 // (keelson_cni_operation_failures_total) and the supervised containerd dying and
 // coming back (keelson_containerd_reconnects_total).
 func TestMetricsFailureCounters(t *testing.T) {
-	bin := harness.NewDir(t, "ktcni-")
-	if err := os.WriteFile(filepath.Join(bin, "failer"), []byte(failingPlugin), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	k := startWithRegistry(t, reg, func(o *harness.Options) {
-		o.ExtraCNIBinDir = bin
-		o.CNIConfList = func(k *harness.Keelson) string {
-			return fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[
- {"type":"bridge","bridge":%q,"isGateway":true,"ipMasq":true,
-  "ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"dataDir":%q}},
- {"type":"failer"}]}`, k.Bridge, k.Bridge, k.Subnet, filepath.Join(k.Dir, "ipam"))
-		}
-	})
+	k := startWithFailingPlugin(t, "")
 	const cniFailures, reconnects = `keelson_cni_operation_failures_total{operation="add"}`, `keelson_containerd_reconnects_total`
 	before := scrape(t, k)
 	if v := before[cniFailures]; v != 0 {

@@ -289,6 +289,30 @@ func TestPodSysctlsAndBadRequests(t *testing.T) {
 	k.CheckNoLeaks(t)
 }
 
+// startWithPlugins starts keelson on a bridge network (CNI spec version) followed by
+// the given plugins (JSON objects joined by commas), looked for first in binDir.
+func startWithPlugins(t *testing.T, version, binDir, plugins string) *harness.Keelson {
+	return startWithRegistry(t, reg, func(o *harness.Options) {
+		o.ExtraCNIBinDir = binDir
+		o.CNIConfList = func(k *harness.Keelson) string {
+			return fmt.Sprintf(`{"cniVersion":%q,"name":%q,"plugins":[
+ {"type":"bridge","bridge":%q,"isGateway":true,"ipMasq":true,
+  "ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"dataDir":%q}},
+ %s]}`, version, k.Bridge, k.Bridge, k.Subnet, filepath.Join(k.Dir, "ipam"), plugins)
+		}
+	})
+}
+
+// startWithFailingPlugin starts keelson on a bridge network whose last plugin,
+// after those in between (JSON objects, each followed by a comma), is failingPlugin.
+func startWithFailingPlugin(t *testing.T, between string) *harness.Keelson {
+	bin := harness.NewDir(t, "ktcni-")
+	if err := os.WriteFile(filepath.Join(bin, "failer"), []byte(failingPlugin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return startWithPlugins(t, "1.0.0", bin, between+`{"type":"failer"}`)
+}
+
 // failingPlugin is a CNI plugin that fails ADD (after the bridge already set things
 // up) and succeeds at everything else.
 const failingPlugin = `#!/bin/sh
@@ -325,20 +349,7 @@ func TestSandboxFailuresLeaveNothing(t *testing.T) {
 		k.CheckNoLeaks(t)
 	})
 	t.Run("CNI plugin fails on ADD", func(t *testing.T) {
-		bin := harness.NewDir(t, "ktcni-")
-		if err := os.WriteFile(filepath.Join(bin, "failer"), []byte(failingPlugin), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		k := startWithRegistry(t, reg, func(o *harness.Options) {
-			o.ExtraCNIBinDir = bin
-			o.CNIConfList = func(k *harness.Keelson) string {
-				return fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[
- {"type":"bridge","bridge":%q,"isGateway":true,"ipMasq":true,
-  "ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"dataDir":%q}},
- {"type":"portmap","capabilities":{"portMappings":true}},
- {"type":"failer"}]}`, k.Bridge, k.Bridge, k.Subnet, filepath.Join(k.Dir, "ipam"))
-			}
-		})
+		k := startWithFailingPlugin(t, `{"type":"portmap","capabilities":{"portMappings":true}},`)
 		cfg := podConfig(k, "cnifail")
 		cfg.PortMappings = []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: 38081}}
 		_, err := k.Runtime.RunPodSandbox(harness.Ctx(t), &runtimeapi.RunPodSandboxRequest{Config: cfg})
