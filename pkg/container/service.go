@@ -254,6 +254,8 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 		}
 	}
 	if s.opts.NRI != nil {
+		// Until the container is listed, no plugin synchronizes (it would miss it).
+		defer s.opts.NRI.BlockSync()()
 		pod := sb.NRIPod()
 		ctr := nri.Container(cfg, spec, nri.ContainerFacts{ID: id, PodID: sb.ID, State: nriapi.ContainerState_CONTAINER_CREATED, CreatedAt: c.CreatedAt})
 		if err := s.opts.NRI.CreateContainer(ctx, pod, ctr, spec); err != nil {

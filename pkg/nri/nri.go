@@ -129,6 +129,17 @@ func (n *NRI) updateContainers(ctx context.Context, updates []*api.ContainerUpda
 	return failed, nil
 }
 
+// BlockSync keeps plugins from being synchronized until the returned func is called:
+// a pod or container made meanwhile is either in a new plugin's synchronization or
+// told to it by its event, never lost between the two. Hold it from before the NRI
+// event until the object is listed. Safe on a nil *NRI.
+func (n *NRI) BlockSync() (unblock func()) {
+	if n == nil {
+		return func() {}
+	}
+	return n.a.BlockPluginSync().Unblock
+}
+
 // RunPodSandbox tells plugins a pod runs.
 func (n *NRI) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	if n == nil {

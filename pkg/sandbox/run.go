@@ -46,6 +46,8 @@ type creation struct {
 	image     *keelsonimages.Image
 	spec      *specs.Spec
 	container containerd.Container // the durable record, once made
+	// unblockNRI lets NRI plugins synchronize again once the pod is listed.
+	unblockNRI func()
 }
 
 type netResult struct {
@@ -102,6 +104,11 @@ func (s *Service) run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	if s.opts.NRI != nil {
 		steps = append(steps, step{"nri", c.notifyNRI})
 	}
+	defer func() {
+		if c.unblockNRI != nil {
+			c.unblockNRI()
+		}
+	}()
 	for _, st := range steps {
 		sctx, span := tracing.Start(ctx, "sandbox.run."+st.name, attribute.String("pod.sandbox.id", id))
 		err := st.do(sctx)
@@ -361,5 +368,6 @@ func (c *creation) startInfra(ctx context.Context) error {
 
 // notifyNRI tells NRI plugins the pod runs; a plugin failing it fails the pod.
 func (c *creation) notifyNRI(ctx context.Context) error {
+	c.unblockNRI = c.s.opts.NRI.BlockSync()
 	return c.s.opts.NRI.RunPodSandbox(ctx, c.sb.NRIPod())
 }

@@ -228,10 +228,17 @@ func (s *Service) Stop(ctx context.Context, id string) error {
 }
 
 func (s *Service) stopLocked(ctx context.Context, sb *Sandbox) error {
+	// NRI plugins hear of the stop once (while the pod was ready), with its
+	// containers stopped and the pod itself still whole — before the infra task,
+	// whose exit would make it not ready, and the network go.
+	tellNRI := s.opts.NRI != nil && sb.Status().State == StateReady
 	if s.hooks.StopContainers != nil {
 		if err := s.hooks.StopContainers(ctx, sb.ID); err != nil {
 			return fmt.Errorf("stopping containers of pod sandbox %s: %w", sb.ID, err)
 		}
+	}
+	if tellNRI {
+		s.opts.NRI.StopPodSandbox(ctx, sb.NRIPod())
 	}
 	if err := failpoint.Hit("sandbox/stop/containers"); err != nil {
 		return err
@@ -267,9 +274,6 @@ func (s *Service) stopLocked(ctx context.Context, sb *Sandbox) error {
 	}
 	if wasReady {
 		s.publish(events.Stopped, sb)
-		if s.opts.NRI != nil {
-			s.opts.NRI.StopPodSandbox(ctx, sb.NRIPod())
-		}
 	}
 	return nil
 }

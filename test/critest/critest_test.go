@@ -36,7 +36,7 @@ const runTimeout = 50 * time.Minute
 
 // mustRun names parts of spec names that must run (not be skipped) on this host: a
 // runtime that stops advertising user namespaces would otherwise pass quietly.
-var mustRun = []string{"UserNamespaces"}
+var mustRun = []string{"UserNamespaces", "NRI"}
 
 // skipped are specs that cannot pass on any runtime here, as ginkgo skip regexps.
 var skipped = map[string]string{
@@ -97,7 +97,19 @@ func TestCritest(t *testing.T) {
 	}
 	t.Logf("%d images built and pushed in %s", len(imgs), time.Since(start).Round(time.Second))
 
-	opts := harness.Options{Registry: reg}
+	// NRI on, on a socket of the instance's own, so the suite's NRI specs (a plugin
+	// of theirs on that socket) run too.
+	nriDir := harness.NewDir(t, "ktnri-")
+	nriSocket := filepath.Join(nriDir, "nri.sock")
+	opts := harness.Options{Registry: reg, ExtraConfig: fmt.Sprintf(`
+[nri]
+  enabled = true
+  socket_path = %q
+  plugin_path = %q
+  plugin_config_path = %q
+  # The suite's synchronization specs hold a plugin's Synchronize for 2s.
+  plugin_request_timeout = "5s"
+`, nriSocket, filepath.Join(nriDir, "plugins"), filepath.Join(nriDir, "conf.d"))}
 	k := harness.Prepare(t, opts)
 	// Hosts the standard mirror config does not cover: cri-tools' own images and the
 	// old Kubernetes registry.
@@ -119,6 +131,7 @@ func TestCritest(t *testing.T) {
 		"-ginkgo.json-report=" + report,
 		"-ginkgo.timeout=" + (runTimeout - 2*time.Minute).String(),
 		"-test.timeout=" + (runTimeout - time.Minute).String(),
+		"-nri-socket=" + nriSocket,
 	}
 	for re := range skipped {
 		args = append(args, "-ginkgo.skip="+re)
@@ -163,6 +176,9 @@ func TestCritest(t *testing.T) {
 	}
 	var unexpected int
 	for _, s := range sum.skipped {
+		if os.Getenv("KEELSON_CRITEST_FOCUS") != "" {
+			break // a focused run skips the rest on purpose
+		}
 		for _, part := range mustRun {
 			if strings.Contains(s.Name(), part) {
 				fmt.Printf("critest: SKIPPED but must run here: %s\n", s.Name())
