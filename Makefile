@@ -10,7 +10,7 @@ SOCKET ?= /run/keelson/keelson.sock
 # Integration tests share 2 cores with containerd and runc; one package at a time.
 TEST_FLAGS ?= -count=1 -p 1 -timeout 80m
 
-.PHONY: all build deps k8s cri-tools run install test unit fuzz integration e2e critest test-node vm-image bench bench-smoke vet fmt clean deb
+.PHONY: all build deps k8s cri-tools run install test unit fuzz integration e2e critest test-node test-cluster vm-image bench bench-smoke vet fmt clean deb
 
 all: build
 
@@ -100,6 +100,15 @@ e2e:
 	  rc=$${PIPESTATUS[0]}; \
 	  if [ $$rc -ne 0 ]; then echo "--- e2e diagnostics (bin/e2e.log) ---"; grep -E -A40 'diagnostics of|--- keelson log' bin/e2e.log | head -400; fi; \
 	  exit $$rc
+
+## test-cluster: keelson as the runtime of a 3-node cluster (each node a network namespace
+## with its own keelson, kubelet and kube-proxy; etcd, apiserver, scheduler and
+## controller-manager on the host): spreading, scaling, pod-to-pod, a Service, a
+## DaemonSet, Jobs, a rolling update, drain, a node going down and coming back
+test-cluster: deps k8s build
+	@mkdir -p bin
+	go test $(TEST_FLAGS) -v ./test/cluster/... 2>&1 | tee bin/cluster.log | grep -E '^(=== RUN|--- |    --- |ok|FAIL|PASS|cluster:)|_test.go:'; \
+	  exit $${PIPESTATUS[0]}
 
 ## critest: Kubernetes' CRI validation suite against keelson, every image built
 ## locally (test/critest; about 4 min; output, report and logs in bin/critest/).

@@ -93,10 +93,33 @@ type ControlPlane struct {
 	etcd, api  *proc
 }
 
-// StartControlPlane starts etcd and kube-apiserver; both stop when the test ends
-// (the apiserver before etcd).
+// ControlPlaneOptions change where and how the apiserver serves.
+type ControlPlaneOptions struct {
+	BindAddress string // default 127.0.0.1
+	ServiceCIDR string // default 10.96.0.0/24
+	// AddressTypes is --kubelet-preferred-address-types (default Hostname: the
+	// one-node e2e names its node localhost).
+	AddressTypes string
+}
+
+// StartControlPlane starts etcd and kube-apiserver on loopback; both stop when the
+// test ends (the apiserver before etcd).
 func StartControlPlane(t testing.TB) *ControlPlane {
+	return StartControlPlaneWith(t, ControlPlaneOptions{})
+}
+
+// StartControlPlaneWith starts etcd and kube-apiserver as opts say.
+func StartControlPlaneWith(t testing.TB, opts ControlPlaneOptions) *ControlPlane {
 	t.Helper()
+	if opts.BindAddress == "" {
+		opts.BindAddress = "127.0.0.1"
+	}
+	if opts.ServiceCIDR == "" {
+		opts.ServiceCIDR = "10.96.0.0/24"
+	}
+	if opts.AddressTypes == "" {
+		opts.AddressTypes = "Hostname"
+	}
 	dir := harness.NewDir(t, "kte2e-cp-")
 	cp := &ControlPlane{Dir: dir}
 	clientPort, peerPort, apiPort := freePort(t), freePort(t), freePort(t)
@@ -131,11 +154,11 @@ func StartControlPlane(t testing.TB) *ControlPlane {
 	writePEM(t, filepath.Join(dir, "sa.key"), "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(key))
 	writePEM(t, filepath.Join(dir, "sa.pub"), "PUBLIC KEY", pub)
 
-	cp.Server = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
+	cp.Server = fmt.Sprintf("https://%s:%d", opts.BindAddress, apiPort)
 	cp.api = startProc(t, dir, "kube-apiserver", exec.Command(filepath.Join(K8sBin, "kube-apiserver"),
 		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", clientPort),
-		"--bind-address", "127.0.0.1",
-		"--advertise-address", "127.0.0.1",
+		"--bind-address", opts.BindAddress,
+		"--advertise-address", opts.BindAddress,
 		"--secure-port", fmt.Sprint(apiPort),
 		"--cert-dir", filepath.Join(dir, "apiserver-certs"),
 		"--token-auth-file", filepath.Join(dir, "tokens.csv"),
@@ -143,10 +166,10 @@ func StartControlPlane(t testing.TB) *ControlPlane {
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", filepath.Join(dir, "sa.pub"),
 		"--service-account-signing-key-file", filepath.Join(dir, "sa.key"),
-		"--service-cluster-ip-range", "10.96.0.0/24",
+		"--service-cluster-ip-range", opts.ServiceCIDR,
 		"--allow-privileged",
-		// The node is named localhost (kubelet refuses a loopback node IP).
-		"--kubelet-preferred-address-types", "Hostname",
+		// The one-node e2e's node is named localhost (kubelet refuses a loopback node IP).
+		"--kubelet-preferred-address-types", opts.AddressTypes,
 		"--v", "1",
 	))
 	cp.Kubeconfig = filepath.Join(dir, "kubeconfig")
@@ -230,6 +253,18 @@ type Kubelet struct {
 // mount namespace with the sysctl files it would otherwise change host-wide
 // (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) bind-mounted over.
 func StartKubelet(t testing.TB, k *harness.Keelson, cp *ControlPlane, containerdSocket string) *Kubelet {
+	return StartKubeletWith(t, k, cp, containerdSocket, KubeletOptions{})
+}
+
+// KubeletOptions place a kubelet as one node of several.
+type KubeletOptions struct {
+	NodeName string // default localhost
+	NetNS    string // run in this named network namespace (/run/netns)
+	NodeIP   string // --node-ip, and where kubelet serves; default 127.0.0.1
+}
+
+// StartKubeletWith runs kubelet as StartKubelet does, placed as opts say.
+func StartKubeletWith(t testing.TB, k *harness.Keelson, cp *ControlPlane, containerdSocket string, opts KubeletOptions) *Kubelet {
 	t.Helper()
 	dir := harness.NewDir(t, "kte2e-kl-")
 	kl := &Kubelet{
@@ -239,6 +274,14 @@ func StartKubelet(t testing.TB, k *harness.Keelson, cp *ControlPlane, containerd
 		ManifestDir:  filepath.Join(dir, "manifests"),
 		PodLogsDir:   filepath.Join(dir, "pod-logs"),
 		CgroupRoot:   fmt.Sprintf("/keelson-e2e-%d", os.Getpid()),
+	}
+	if opts.NodeName == "" {
+		opts.NodeName = "localhost"
+	} else {
+		kl.CgroupRoot += "-" + opts.NodeName
+	}
+	if opts.NodeIP == "" {
+		opts.NodeIP = "127.0.0.1"
 	}
 	for _, d := range []string{kl.ManifestDir, kl.PodLogsDir, filepath.Join(dir, "sysctl")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -268,10 +311,10 @@ fileCheckFrequency: 2s
 syncFrequency: 10s
 podLogsDir: %s
 volumePluginDir: %s
-address: 127.0.0.1
+address: %s
 port: %d
 readOnlyPort: %d
-healthzBindAddress: 127.0.0.1
+healthzBindAddress: %s
 healthzPort: %d
 authentication:
   anonymous: {enabled: true}
@@ -289,7 +332,7 @@ evictionHard:
 localStorageCapacityIsolation: false
 resolvConf: ""
 `, k.Socket, k.Socket, kl.CgroupRoot, kl.ManifestDir, kl.PodLogsDir, filepath.Join(dir, "volume-plugins"),
-		kl.Port, kl.ReadOnlyPort, healthz)
+		opts.NodeIP, kl.Port, kl.ReadOnlyPort, opts.NodeIP, healthz)
 	cfgPath := filepath.Join(dir, "kubelet.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -298,12 +341,15 @@ resolvConf: ""
 		"--config", cfgPath,
 		"--root-dir", filepath.Join(dir, "root"),
 		"--cert-dir", filepath.Join(dir, "pki"),
-		"--hostname-override", "localhost",
+		"--hostname-override", opts.NodeName,
 		"--containerd", containerdSocket,
 		"--v", "2",
 	}
 	if cp != nil {
 		args = append(args, "--kubeconfig", cp.Kubeconfig)
+	}
+	if opts.NodeIP != "127.0.0.1" {
+		args = append(args, "--node-ip", opts.NodeIP)
 	}
 	// Copies of the sysctl files kubelet writes, bind-mounted over the real ones in
 	// kubelet's private mount namespace.
@@ -321,8 +367,13 @@ resolvConf: ""
 		fmt.Fprintf(&binds, "mount --bind %s %s && ", copyPath, src)
 	}
 	script := binds.String() + `exec "$0" "$@"`
-	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, filepath.Join(K8sBin, "kubelet")}, args...)...)
-	kl.p = startProc(t, dir, "kubelet", cmd)
+	argv := append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script, filepath.Join(K8sBin, "kubelet")}, args...)
+	if opts.NetNS != "" {
+		// nsenter joins the network namespace only (`ip netns exec` would also give
+		// kubelet a mount namespace of its own and a new /sys).
+		argv = append([]string{"nsenter", "--net=/run/netns/" + opts.NetNS}, argv...)
+	}
+	kl.p = startProc(t, dir, "kubelet", exec.Command(argv[0], argv[1:]...))
 	t.Cleanup(kl.p.stop)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -335,7 +386,7 @@ resolvConf: ""
 			t.Fatalf("kubelet exited:\n%s", tail(kl.p.logText(), 60))
 		default:
 		}
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", healthz))
+		resp, err := http.Get(fmt.Sprintf("http://%s:%d/healthz", opts.NodeIP, healthz))
 		if err != nil {
 			return err
 		}
@@ -374,3 +425,23 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// Proc is a process a test started.
+type Proc = proc
+
+// StartProc starts cmd with its output in dir/name.log; it is stopped (SIGTERM to
+// its process group, then SIGKILL) when the test ends.
+func StartProc(t testing.TB, dir, name string, cmd *exec.Cmd) *Proc {
+	p := startProc(t, dir, name, cmd)
+	t.Cleanup(p.stop)
+	return p
+}
+
+// Log is the process's output so far.
+func (p *proc) Log() string { return p.logText() }
+
+// Exited is closed when the process has exited.
+func (p *proc) Exited() <-chan struct{} { return p.done }
+
+// Stop stops kubelet (SIGTERM, then SIGKILL).
+func (kl *Kubelet) Stop() { kl.p.stop() }

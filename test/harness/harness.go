@@ -115,6 +115,14 @@ type Options struct {
 	Args []string
 	// Env is added to keelson's environment (e.g. KEELSON_FAILPOINTS=...).
 	Env []string
+	// CNIConfTemplate is cni.conf_template (rendered with the pod CIDR kubelet reports).
+	CNIConfTemplate string
+	// NetNS runs keelson (and the containerd it supervises) in this named network
+	// namespace (/run/netns), as one node of a multi-node cluster.
+	NetNS string
+	// RegistryAddr, with Registry, is the address the mirror config names instead of
+	// the registry's own (a node namespace reaches it through a proxy).
+	RegistryAddr string
 }
 
 // Keelson is one running instance.
@@ -215,7 +223,7 @@ func Prepare(t testing.TB, opts Options) *Keelson {
 		t.Fatal(err)
 	}
 	if opts.Registry != nil {
-		if err := opts.Registry.WriteMirrorConfig(k.CertsDir); err != nil {
+		if err := opts.Registry.WriteMirrorConfigFor(k.CertsDir, opts.RegistryAddr); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -260,6 +268,7 @@ stats_interval = %q
 [cni]
   conf_dir = %q
   bin_dirs = [%s]
+  conf_template = %q
 
 [images]
   registry_config_dir = %q
@@ -270,7 +279,7 @@ stats_interval = %q
 [metrics]
   address = %q
   leak_audit_interval = %q
-`, k.RootDir, k.StateDir, statsInterval.String(), k.Socket, opts.ContainerdAddress, binary, k.CNIDir, binDirs,
+`, k.RootDir, k.StateDir, statsInterval.String(), k.Socket, opts.ContainerdAddress, binary, k.CNIDir, binDirs, opts.CNIConfTemplate,
 		k.CertsDir, progressTimeout, opts.AuthFile, sandboxImage, metricsAddress, opts.LeakAuditInterval.String())
 	if err := os.WriteFile(k.Config, []byte(cfg+opts.ExtraConfig), 0o644); err != nil {
 		t.Fatal(err)
@@ -326,6 +335,9 @@ func (k *Keelson) StartNoWait(opts Options) error {
 		// As systemd does: the socket as fd 3, LISTEN_PID naming keelson itself.
 		k.Cmd = exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"`, "sh", Binary(k.t)}, args...)...)
 		k.Cmd.ExtraFiles = []*os.File{opts.ActivationSocket}
+	}
+	if opts.NetNS != "" {
+		k.Cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + opts.NetNS, Binary(k.t)}, args...)...)
 	}
 	k.Cmd.Stdout, k.Cmd.Stderr = logf, logf
 	k.Cmd.Env = append(os.Environ(), opts.Env...)

@@ -133,8 +133,17 @@ var upstreams = map[string]string{
 // WriteMirrorConfig writes <dir>/<host>/hosts.toml for every host tests use, making
 // this registry their plain-HTTP mirror.
 func (r *Registry) WriteMirrorConfig(dir string) error {
+	return r.WriteMirrorConfigFor(dir, "")
+}
+
+// WriteMirrorConfigFor is WriteMirrorConfig naming addr (host:port) as the mirror,
+// e.g. a proxy a network namespace reaches; "" is the registry's own address.
+func (r *Registry) WriteMirrorConfigFor(dir, addr string) error {
+	if addr == "" {
+		addr = r.Addr
+	}
 	for host, server := range upstreams {
-		if err := WriteHostsToml(dir, host, server, "http://"+r.Addr); err != nil {
+		if err := WriteHostsToml(dir, host, server, "http://"+addr); err != nil {
 			return err
 		}
 	}
