@@ -1198,6 +1198,23 @@ func TestContainerSeccompAppArmor(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "privileged with apparmor: unconfined, as asked for nothing or RuntimeDefault",
+			mod: func(in *ContainerInput) {
+				in.AppArmorEnabled = true
+				privileged(in)
+			},
+			check: noAppArmor,
+		},
+		{
+			name: "privileged with apparmor and a Localhost profile: unconfined too",
+			mod: func(in *ContainerInput) {
+				in.AppArmorEnabled = true
+				privileged(in)
+				apparmor(&runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "localhost/my-profile"})(in)
+			},
+			check: noAppArmor,
+		},
 	})
 }
 
