@@ -223,6 +223,28 @@ func (cp *ControlPlane) KubectlStdin(ctx context.Context, stdin []byte, args ...
 	return out.String(), nil
 }
 
+// MustKubectl runs kubectl (bounded to 3 minutes) and fails the test on error.
+func (cp *ControlPlane) MustKubectl(t testing.TB, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := cp.Kubectl(ctx, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// MustApply applies a manifest (bounded to a minute) and fails the test on error.
+func (cp *ControlPlane) MustApply(t testing.TB, manifest string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := cp.KubectlStdin(ctx, []byte(manifest), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func writePEM(t testing.TB, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)

@@ -30,22 +30,12 @@ type cluster struct {
 
 func (c *cluster) kubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	out, err := c.cp.Kubectl(ctx, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return c.cp.MustKubectl(t, args...)
 }
 
 func (c *cluster) apply(t *testing.T, manifest string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := c.cp.KubectlStdin(ctx, []byte(manifest), "apply", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
+	c.cp.MustApply(t, manifest)
 }
 
 // jsonpath reads one field of a pod.
