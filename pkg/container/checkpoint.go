@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	crmetadata "github.com/checkpoint-restore/checkpointctl/lib"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	keelsonimages "github.com/keelson/keelson/pkg/images"
+	"github.com/keelson/keelson/pkg/store"
 )
 
 // Checkpoints (KEP-2008) are archives in the layout checkpointctl and CRI-O read:
@@ -54,11 +56,11 @@ func (s *Service) Checkpoint(ctx context.Context, id, location string, status []
 	if task == nil {
 		return fmt.Errorf("container %s has exited: %w", id, errdefs.ErrFailedPrecondition)
 	}
-	work, err := os.MkdirTemp(filepath.Dir(location), ".keelson-checkpoint-")
+	work, cleanup, err := s.checkpointWork(location)
 	if err != nil {
-		return fmt.Errorf("location: %w", err)
+		return err
 	}
-	defer os.RemoveAll(work)
+	defer cleanup()
 	nsCtx := namespaces.WithNamespace(ctx, s.conn.Namespace)
 	ctx, done, err := s.client.WithLease(nsCtx)
 	if err != nil {
@@ -81,7 +83,7 @@ func (s *Service) Checkpoint(ctx context.Context, id, location string, status []
 	if err := s.writeCheckpointDir(ctx, c, img, dir, status); err != nil {
 		return err
 	}
-	if err := writeTar(dir, location); err != nil {
+	if err := writeTar(dir, filepath.Join(work, "archive.tar"), location); err != nil {
 		return fmt.Errorf("writing the checkpoint archive %s: %w", location, err)
 	}
 	klog.V(2).InfoS("Container checkpointed", "containerID", id, "location", location)
@@ -205,10 +207,64 @@ func untar(r io.Reader, dir string) error {
 	})
 }
 
-// writeTar archives the regular files and directories under dir into path, through a
-// temporary file renamed into place.
-func writeTar(dir, path string) (retErr error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".keelson-checkpoint-*.tar")
+// checkpointWorkPrefix names the work directories made beside checkpoint locations.
+const checkpointWorkPrefix = ".keelson-checkpoint-"
+
+// checkpointWork makes a checkpoint's work directory beside location (the archive is
+// renamed from it into place, so it must be on the same file system), recorded first
+// under <root_dir>/checkpoint-work so that a restart removes it if keelson dies
+// before cleanup, which removes both.
+func (s *Service) checkpointWork(location string) (string, func(), error) {
+	name := checkpointWorkPrefix + store.NewID()[:16]
+	work := filepath.Join(filepath.Dir(location), name)
+	record := ""
+	if s.opts.RootDir != "" {
+		record = filepath.Join(s.opts.RootDir, "checkpoint-work", name)
+		if err := os.MkdirAll(filepath.Dir(record), 0o700); err != nil {
+			return "", nil, err
+		}
+		if err := store.WriteFileAtomic(record, []byte(work), 0o600); err != nil {
+			return "", nil, err
+		}
+	}
+	cleanup := func() {
+		_ = os.RemoveAll(work)
+		if record != "" {
+			_ = os.Remove(record)
+		}
+	}
+	if err := os.Mkdir(work, 0o700); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("location: %w", err)
+	}
+	return work, cleanup, nil
+}
+
+// sweepCheckpointWork removes the work directories of checkpoints a dead keelson left.
+func (s *Service) sweepCheckpointWork() {
+	if s.opts.RootDir == "" {
+		return
+	}
+	dir := filepath.Join(s.opts.RootDir, "checkpoint-work")
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		record := filepath.Join(dir, e.Name())
+		work, err := os.ReadFile(record)
+		if err == nil && strings.HasPrefix(filepath.Base(string(work)), checkpointWorkPrefix) {
+			if err := os.RemoveAll(string(work)); err != nil {
+				klog.ErrorS(err, "Removing a left-over checkpoint work directory", "path", string(work))
+				continue
+			}
+			klog.InfoS("Removed a left-over checkpoint work directory", "path", string(work))
+		}
+		_ = os.Remove(record)
+	}
+}
+
+// writeTar archives the regular files and directories under dir into tmp, then
+// renames it to path.
+func writeTar(dir, tmp, path string) (retErr error) {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func TestWriteTarRoundTrip(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "checkpoint", "pages-1.img"), []byte("pages"), 0o600)
 	os.WriteFile(filepath.Join(src, "config.dump"), []byte("{}"), 0o600)
 	out := filepath.Join(t.TempDir(), "c.tar")
-	if err := writeTar(src, out); err != nil {
+	if err := writeTar(src, out+".tmp", out); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(out)
@@ -77,5 +77,36 @@ func TestWriteTarRoundTrip(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 1 {
 		t.Errorf("writeTar left temporary files: %v", entries)
+	}
+}
+
+// A checkpoint's work directory is recorded before it is made, so a restart after a
+// kill at any point removes it; a finished checkpoint leaves neither.
+func TestCheckpointWorkSwept(t *testing.T) {
+	s := &Service{opts: Options{RootDir: t.TempDir()}}
+	locDir := t.TempDir()
+	work, cleanup, err := s.checkpointWork(filepath.Join(locDir, "c.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(work, "dump.log"), []byte("x"), 0o600)
+	// keelson dies here; at restart:
+	s.sweepCheckpointWork()
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Errorf("work dir left after the sweep: %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(s.opts.RootDir, "checkpoint-work")); len(entries) != 0 {
+		t.Errorf("records left: %v", entries)
+	}
+	cleanup()
+	_, cleanup, err = s.checkpointWork(filepath.Join(locDir, "c.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup()
+	for _, d := range []string{locDir, filepath.Join(s.opts.RootDir, "checkpoint-work")} {
+		if entries, _ := os.ReadDir(d); len(entries) != 0 {
+			t.Errorf("%s: left %v", d, entries)
+		}
 	}
 }

@@ -49,6 +49,7 @@ func (s *Service) Load(ctx context.Context) error {
 	}
 	s.sweepImageVolumes(ctx)
 	s.sweepRestoreDirs()
+	s.sweepCheckpointWork()
 	// State dirs of containers that do not exist: a crash between Create's steps.
 	entries, _ := os.ReadDir(filepath.Join(s.opts.StateDir, "containers"))
 	for _, e := range entries {

@@ -149,6 +149,13 @@ func (s *Service) Create(ctx context.Context, sandboxID string, cfg *runtimeapi.
 	if len(cdiDevices) > 0 && s.opts.CDI == nil {
 		return "", fmt.Errorf("config.CDI_devices: CDI devices %v asked for, but CDI is off on this node (cdi.enabled): %w", cdiDevices, errdefs.ErrFailedPrecondition)
 	}
+	if checkpointArchive(cfg) != "" {
+		// The first CRIU check can take seconds: made before create holds the sandbox,
+		// so a concurrent StopPodSandbox does not wait on it (the result is cached).
+		if err := s.opts.CRIU.Check(); err != nil {
+			return "", err
+		}
+	}
 	sb, err := s.sandboxes.Get(sandboxID)
 	if err != nil {
 		return "", err
