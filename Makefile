@@ -67,7 +67,7 @@ deb: deps cri-tools build
 vm-image:
 	go run ./hack/vm --image
 
-## k8s: kubelet, kube-apiserver, kubectl and etcd for the e2e tests (cached under the prefix)
+## k8s: kubelet, kube-apiserver, kubectl, etcd and coredns for the e2e and cluster tests (cached under the prefix)
 k8s:
 	bash hack/build-k8s.sh
 

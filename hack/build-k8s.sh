@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds kubelet, kube-apiserver, kubectl, and for the multi-node cluster
 # kube-scheduler, kube-controller-manager and kube-proxy (k8s.io/kubernetes at
-# $KUBERNETES_VERSION), and etcd ($ETCD_VERSION) from the Go module proxy into
-# $KEELSON_PREFIX/k8s/bin, for the end-to-end tests. `go install` refuses these modules (their go.mod has replace
+# $KUBERNETES_VERSION) and coredns ($COREDNS_VERSION), and etcd ($ETCD_VERSION) from
+# the Go module proxy into $KEELSON_PREFIX/k8s/bin, for the end-to-end tests. `go install` refuses these modules (their go.mod has replace
 # lines), so each is built from a small consumer module kept under the prefix; with
 # the build cache warm a rerun takes seconds, and a binary already at the pinned
 # version is not rebuilt.
@@ -51,6 +51,45 @@ if [ ${#need[@]} -gt 0 ]; then
     log "building $c $KUBERNETES_VERSION (a cold build takes minutes)"
     (cd "$mod" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" go build -trimpath -o "$BIN/$c" "k8s.io/kubernetes/cmd/$c")
   done
+fi
+
+# --- coredns (the cluster DNS of make test-cluster) --------------------------------
+# coredns' own main imports core/plugin, which links every plugin with its cloud SDKs;
+# this consumer module's main links only the plugins a cluster's Corefile uses. A plugin
+# package only registers itself: the order plugins run in is coredns' fixed directive
+# list (core/dnsserver/zdirectives.go), whichever of them are linked.
+if ! has_mod "$BIN/coredns" github.com/coredns/coredns "$COREDNS_VERSION"; then
+  mod=$K8S/src/coredns-$COREDNS_VERSION
+  mkdir -p "$mod"
+  cat > "$mod/go.mod" <<EOM
+module keelson.local/corednsbuild
+
+go 1.26
+
+require github.com/coredns/coredns $COREDNS_VERSION
+EOM
+  cat > "$mod/main.go" <<'EOM'
+package main
+
+import (
+	"github.com/coredns/coredns/coremain"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/forward"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/loadbalance"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/loop"
+	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/reload"
+)
+
+func main() { coremain.Run() }
+EOM
+  log "building coredns $COREDNS_VERSION"
+  touch "$mod/go.sum"
+  (cd "$mod" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" go build -trimpath -ldflags="-s -w" -o "$BIN/coredns.tmp" . && mv "$BIN/coredns.tmp" "$BIN/coredns")
 fi
 
 # --- etcd ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import (
 
 	"github.com/keelson/keelson/test/e2e"
 	"github.com/keelson/keelson/test/harness"
+	"github.com/keelson/keelson/test/images"
 	"github.com/keelson/keelson/test/registry"
 	"github.com/keelson/keelson/test/wait"
 )
@@ -190,10 +191,27 @@ func (c *cluster) apply(t *testing.T, manifest string) {
 	c.cp.MustApply(t, manifest)
 }
 
+// kubeletOptions place node i's kubelet, its pods resolving through the cluster DNS.
+func (c *cluster) kubeletOptions(i int) e2e.KubeletOptions {
+	return e2e.KubeletOptions{NodeName: fmt.Sprintf("node-%d", i), NetNS: c.net.ns[i], NodeIP: c.net.ips[i],
+		ClusterDNS: []string{dnsIP}, ClusterDomain: dnsDomain}
+}
+
 // startCluster brings the whole cluster up: network, control plane, nodes Ready with
-// their pod CIDRs routed.
+// their pod CIDRs routed, and the cluster DNS.
 func startCluster(t *testing.T) *cluster {
-	c := &cluster{net: setupNetwork(t)}
+	c := &cluster{}
+	// The kubelets' cgroup roots go last (cleanups run in reverse): the pods that run
+	// to the end (CoreDNS) keep a root busy when its kubelet's cleanup removes it, until
+	// the node's keelson cleanup removes them.
+	t.Cleanup(func() {
+		for _, nd := range c.nodes {
+			if nd.kl != nil {
+				harness.RemoveCgroup(nd.kl.CgroupRoot)
+			}
+		}
+	})
+	c.net = setupNetwork(t)
 	regAddr := proxy(t, c.net.hostIP+":0", reg.Addr)
 	c.cp = e2e.StartControlPlaneWith(t, e2e.ControlPlaneOptions{BindAddress: c.net.hostIP, ServiceCIDR: serviceCIDR, AddressTypes: "InternalIP"})
 	dir := harness.NewDir(t, "kcl-")
@@ -217,7 +235,7 @@ func startCluster(t *testing.T) *cluster {
 		}
 		nd.k = harness.Prepare(t, harness.Options{NetNS: c.net.ns[i], Registry: reg, RegistryAddr: regAddr, NoCNIConfig: true, CNIConfTemplate: tmpl})
 		nd.k.Start(harness.Options{NetNS: c.net.ns[i]})
-		nd.kl = e2e.StartKubeletWith(t, nd.k, c.cp, nd.k.ContainerdSocket, e2e.KubeletOptions{NodeName: nd.name, NetNS: c.net.ns[i], NodeIP: nd.ip})
+		nd.kl = e2e.StartKubeletWith(t, nd.k, c.cp, nd.k.ContainerdSocket, c.kubeletOptions(i))
 		startKubeProxy(t, c.cp, dir, c.net.ns[i], nd)
 		c.nodes = append(c.nodes, nd)
 	}
@@ -257,6 +275,7 @@ func startCluster(t *testing.T) *cluster {
 		}
 		return nil
 	})
+	c.deployDNS(t)
 	return c
 }
 
@@ -419,6 +438,9 @@ func TestCluster(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e2e.K8sBin, "kube-controller-manager")); err != nil {
 		t.Skipf("no kube-controller-manager in %s: run `make k8s`", e2e.K8sBin)
 	}
+	if _, err := os.Stat(images.CoreDNSBinary); err != nil {
+		t.Skipf("no %s: run `make k8s`", images.CoreDNSBinary)
+	}
 	c := startCluster(t)
 	root := t // what outlives a scenario (a restarted kubelet) is the whole test's
 
@@ -471,6 +493,8 @@ func TestCluster(t *testing.T) {
 			return nil
 		})
 	})
+
+	scenario(t, "Service by name through DNS", c.serviceByName)
 
 	scenario(t, "a DaemonSet runs on every node", func(t *testing.T) {
 		c.apply(t, daemonSet)
@@ -525,7 +549,7 @@ func TestCluster(t *testing.T) {
 			return nil
 		})
 		down.k.Start(harness.Options{NetNS: c.net.ns[2]})
-		down.kl = e2e.StartKubeletWith(root, down.k, c.cp, down.k.ContainerdSocket, e2e.KubeletOptions{NodeName: down.name, NetNS: c.net.ns[2], NodeIP: down.ip})
+		down.kl = e2e.StartKubeletWith(root, down.k, c.cp, down.k.ContainerdSocket, c.kubeletOptions(2))
 		wait.For(t, "node-2 Ready again and its old replicas gone", 5*time.Minute, func() error {
 			if got := c.jsonpath(t, `{.status.conditions[?(@.type=="Ready")].status}`, "node", down.name); got != "True" {
 				return fmt.Errorf("Ready=%s", got)
@@ -593,8 +617,9 @@ func TestCluster(t *testing.T) {
 			return nil
 		})
 		for i, nd := range c.nodes {
-			wait.For(t, nd.name+": keelson holds no pod", 2*time.Minute, func() error {
-				if out := crictl(t, nd.k, "pods", "-q"); strings.TrimSpace(out) != "" {
+			// kube-system's pods (CoreDNS) stay.
+			wait.For(t, nd.name+": keelson holds no pod of default", 2*time.Minute, func() error {
+				if out := crictl(t, nd.k, "pods", "-q", "--namespace", "default"); strings.TrimSpace(out) != "" {
 					return fmt.Errorf("pods: %s", out)
 				}
 				return nil

@@ -273,7 +273,8 @@ type Kubelet struct {
 // StartKubelet runs kubelet against keelson k: standalone (cp == nil, static pods
 // from ManifestDir) or registered with cp as node "localhost". It runs in its own
 // mount namespace with the sysctl files it would otherwise change host-wide
-// (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) bind-mounted over.
+// (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) bind-mounted over; the
+// volumes it mounts under its root dir reach the host's (see sharedMount).
 func StartKubelet(t testing.TB, k *harness.Keelson, cp *ControlPlane, containerdSocket string) *Kubelet {
 	return StartKubeletWith(t, k, cp, containerdSocket, KubeletOptions{})
 }
@@ -283,6 +284,10 @@ type KubeletOptions struct {
 	NodeName string // default localhost
 	NetNS    string // run in this named network namespace (/run/netns)
 	NodeIP   string // --node-ip, and where kubelet serves; default 127.0.0.1
+	// ClusterDNS and ClusterDomain are the nameservers and search domain kubelet
+	// writes into the resolv.conf of ClusterFirst pods; none by default (no cluster DNS).
+	ClusterDNS    []string
+	ClusterDomain string
 }
 
 // StartKubeletWith runs kubelet as StartKubelet does, placed as opts say.
@@ -355,13 +360,23 @@ localStorageCapacityIsolation: false
 resolvConf: ""
 `, k.Socket, k.Socket, kl.CgroupRoot, kl.ManifestDir, kl.PodLogsDir, filepath.Join(dir, "volume-plugins"),
 		opts.NodeIP, kl.Port, kl.ReadOnlyPort, opts.NodeIP, healthz)
+	if len(opts.ClusterDNS) > 0 {
+		cfg += fmt.Sprintf("clusterDNS: [%s]\n", strings.Join(opts.ClusterDNS, ", "))
+	}
+	if opts.ClusterDomain != "" {
+		cfg += fmt.Sprintf("clusterDomain: %s\n", opts.ClusterDomain)
+	}
 	cfgPath := filepath.Join(dir, "kubelet.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	rootDir := filepath.Join(dir, "root")
+	if err := sharedMount(rootDir); err != nil {
+		t.Fatal(err)
+	}
 	args := []string{
 		"--config", cfgPath,
-		"--root-dir", filepath.Join(dir, "root"),
+		"--root-dir", rootDir,
 		"--cert-dir", filepath.Join(dir, "pki"),
 		"--hostname-override", opts.NodeName,
 		"--containerd", containerdSocket,
@@ -388,8 +403,10 @@ resolvConf: ""
 		}
 		fmt.Fprintf(&binds, "mount --bind %s %s && ", copyPath, src)
 	}
-	script := binds.String() + `exec "$0" "$@"`
-	argv := append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script, filepath.Join(K8sBin, "kubelet")}, args...)
+	// The namespace keeps the host's propagation, so that the root dir stays a peer;
+	// /proc is made private before the binds, which must not reach the host.
+	script := "mount --make-rprivate /proc && " + binds.String() + `exec "$0" "$@"`
+	argv := append([]string{"unshare", "--mount", "--propagation", "unchanged", "sh", "-c", script, filepath.Join(K8sBin, "kubelet")}, args...)
 	if opts.NetNS != "" {
 		// nsenter joins the network namespace only (`ip netns exec` would also give
 		// kubelet a mount namespace of its own and a new /sys).
@@ -422,6 +439,25 @@ resolvConf: ""
 		t.Fatalf("kubelet ignored a misspelled config field:\n%s", grepLines(kl.p.logText(), "unknown field"))
 	}
 	return kl
+}
+
+// sharedMount makes dir a shared bind mount of itself. Kubelet's volumes (tmpfs for
+// secrets and service account tokens) are mounted in kubelet's mount namespace, and
+// keelson, in the host's, must see them to bind them into containers: a kubelet
+// namespace copied from the host keeps dir as a peer, whose mounts propagate back (as
+// a containerized kubelet's /var/lib/kubelet is rshared on real nodes). The test dir's
+// removal unmounts what is left.
+func sharedMount(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	if err := syscall.Mount(dir, dir, "", syscall.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s: %w", dir, err)
+	}
+	if err := syscall.Mount("", dir, "", syscall.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("making %s shared: %w", dir, err)
+	}
+	return nil
 }
 
 // Log is kubelet's log so far.
