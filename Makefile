@@ -10,7 +10,7 @@ SOCKET ?= /run/keelson/keelson.sock
 # Integration tests share 2 cores with containerd and runc; one package at a time.
 TEST_FLAGS ?= -count=1 -p 1 -timeout 80m
 
-.PHONY: all build deps k8s cri-tools run install test unit fuzz integration e2e critest test-node test-cluster vm-image bench bench-smoke vet fmt clean deb
+.PHONY: all build deps k8s cri-tools run install test unit fuzz integration e2e critest test-node test-cluster test-conformance cluster-up cluster-down vm-image bench bench-smoke vet fmt clean deb
 
 all: build
 
@@ -47,7 +47,7 @@ install:
 	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 ## test: everything, exactly as CI runs it (root)
-test: deps k8s cri-tools vet unit fuzz integration critest e2e test-node bench-smoke
+test: deps k8s cri-tools vet unit fuzz integration critest e2e test-cluster test-conformance test-node bench-smoke
 
 ## test-node: the node tests in a Debian 12 guest VM (systemd, cgroup v2, AppArmor);
 ## the first run builds the guest image under /opt/keelson/vm. The guest gets
@@ -107,8 +107,42 @@ e2e:
 ## DaemonSet, Jobs, a rolling update, drain, a node going down and coming back
 test-cluster: deps k8s build
 	@mkdir -p bin
-	go test $(TEST_FLAGS) -v ./test/cluster/... 2>&1 | tee bin/cluster.log | grep -E '^(=== RUN|--- |    --- |ok|FAIL|PASS|cluster:)|_test.go:'; \
+	go test $(TEST_FLAGS) -v -run '^TestCluster$$' ./test/cluster/... 2>&1 | tee bin/cluster.log | grep -E '^(=== RUN|--- |    --- |ok|FAIL|PASS|cluster:)|_test.go:'; \
 	  exit $${PIPESTATUS[0]}
+
+## test-conformance: Kubernetes' own node conformance specs (every `[sig-node] ...
+## [Conformance]` spec of test/e2e at the pinned release) against the 3-node cluster,
+## their images built locally; parallel specs in 6 ginkgo processes, then the serial
+## ones. Ginkgo's output and JSON reports in bin/conformance/; prints each failure and
+## `conformance: N passed, N failed, N skipped`. KEELSON_CONFORMANCE_FOCUS=<regexp>
+## runs a subset.
+test-conformance: deps k8s build
+	@mkdir -p bin
+	go test -count=1 -timeout 90m -v -run '^TestConformance$$' ./test/cluster/... 2>&1 | tee bin/conformance.log | grep -E '^(=== RUN|--- |    --- |ok|FAIL|PASS|conformance:)|_test.go:'; \
+	  exit $${PIPESTATUS[0]}
+
+## cluster-up: the 3-node cluster of test-cluster, left running for you (state in
+## /run/keelson-cluster: `. /run/keelson-cluster/env` sets KUBECONFIG and lists each
+## node's keelson socket); cluster-down stops it and removes everything it made.
+CLUSTER_DIR ?= /run/keelson-cluster
+cluster-up: deps k8s build
+	@mkdir -p bin $(CLUSTER_DIR)
+	@if [ -f $(CLUSTER_DIR)/pid ] && kill -0 $$(cat $(CLUSTER_DIR)/pid) 2>/dev/null; then echo "cluster already up: make cluster-down"; exit 1; fi
+	go test -c -o bin/cluster.test ./test/cluster
+	rm -f $(CLUSTER_DIR)/ready
+	cd test/cluster && setsid nohup ../../bin/cluster.test -test.run '^TestUp$$' -test.v -test.timeout 0 \
+	  -cluster.hold-dir $(CLUSTER_DIR) > $(CLUSTER_DIR)/log 2>&1 & echo $$! > $(CLUSTER_DIR)/pid
+	@for i in $$(seq 300); do \
+	  [ -f $(CLUSTER_DIR)/ready ] && { cat $(CLUSTER_DIR)/env; exit 0; }; \
+	  kill -0 $$(cat $(CLUSTER_DIR)/pid) 2>/dev/null || { tail -30 $(CLUSTER_DIR)/log; exit 1; }; \
+	  sleep 1; done; echo "cluster not up after 5 min: see $(CLUSTER_DIR)/log"; exit 1
+
+cluster-down:
+	@[ -f $(CLUSTER_DIR)/pid ] || { echo "no cluster ($(CLUSTER_DIR)/pid)"; exit 0; }
+	@pid=$$(cat $(CLUSTER_DIR)/pid); kill -TERM $$pid 2>/dev/null; \
+	  for i in $$(seq 120); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
+	  if kill -0 $$pid 2>/dev/null; then kill -KILL $$pid; echo "cluster-down: killed; the next test run sweeps what is left"; fi
+	@rm -f $(CLUSTER_DIR)/pid $(CLUSTER_DIR)/ready; tail -3 $(CLUSTER_DIR)/log
 
 ## critest: Kubernetes' CRI validation suite against keelson, every image built
 ## locally (test/critest; about 4 min; output, report and logs in bin/critest/).

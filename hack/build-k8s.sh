@@ -53,6 +53,46 @@ if [ ${#need[@]} -gt 0 ]; then
   done
 fi
 
+# --- Kubernetes' own conformance specs (make test-conformance) --------------------
+# e2e.test (test/e2e of the same release), the ginkgo CLI at the version e2e.test was
+# built with (it runs the specs in parallel processes), and agnhost, the e2e specs'
+# all-purpose test binary (test/images builds its image around it). A cold e2e.test
+# build takes ~10 minutes on 2 cores.
+if [ "${KEELSON_BUILD_CONFORMANCE:-1}" = 1 ]; then
+  mod=$K8S/src/kubernetes-$KUBERNETES_VERSION
+  build() { # output, package, go command and flags...
+    local out=$1 pkg=$2; shift 2
+    has_mod "$out" k8s.io/kubernetes "$KUBERNETES_VERSION" && return 0
+    log "building $(basename "$out") $KUBERNETES_VERSION (a cold build takes minutes)"
+    (cd "$mod" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" go "$@" -trimpath -o "$out.tmp" "$pkg" && mv "$out.tmp" "$out")
+  }
+  build "$BIN/e2e.test" k8s.io/kubernetes/test/e2e test -c -vet=off
+  build "$BIN/agnhost" k8s.io/kubernetes/test/images/agnhost build
+  gv=$(cd "$mod" && GOFLAGS=-mod=mod go list -m -f '{{.Version}}' github.com/onsi/ginkgo/v2)
+  if ! { [ -x "$BIN/ginkgo" ] && "$BIN/ginkgo" version 2>/dev/null | grep -q "${gv#v}"; }; then
+    log "building ginkgo $gv"
+    (cd "$mod" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" go build -trimpath -o "$BIN/ginkgo" github.com/onsi/ginkgo/v2/ginkgo)
+  fi
+  # busybox as the e2e images have it: upstream's defaults (applets exec'd from the
+  # file system; ash passes every environment variable on), less tc, which does
+  # not build against current kernel headers. About a minute.
+  bbv=$({ "$BIN/busybox" 2>&1 || true; } | head -1) # busybox with no applet exits 1
+  if [[ "$bbv" != "BusyBox v$BUSYBOX_VERSION "* ]]; then
+    log "building busybox $BUSYBOX_VERSION"
+    bb_pkgs() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc make bzip2 libc6-dev >/dev/null; }
+    bb_pkgs || { apt-get update -qq && bb_pkgs; }
+    src=$(mktemp -d)
+    curl -fsSL -o "$src/busybox.tar.bz2" "http://deb.debian.org/debian/pool/main/b/busybox/busybox_$BUSYBOX_VERSION.orig.tar.bz2"
+    echo "$BUSYBOX_SHA256  $src/busybox.tar.bz2" | sha256sum -c --quiet
+    tar -xjf "$src/busybox.tar.bz2" -C "$src"
+    (cd "$src/busybox-$BUSYBOX_VERSION" && make defconfig >/dev/null &&
+      sed -i 's/^CONFIG_TC=y/# CONFIG_TC is not set/' .config &&
+      make -j"$(nproc)" busybox >"$src/build.log" 2>&1) || { tail -30 "$src/build.log"; exit 1; }
+    install -m 0755 "$src/busybox-$BUSYBOX_VERSION/busybox" "$BIN/busybox"
+    rm -rf "$src"
+  fi
+fi
+
 # --- coredns (the cluster DNS of make test-cluster) --------------------------------
 # coredns' own main imports core/plugin, which links every plugin with its cloud SDKs;
 # this consumer module's main links only the plugins a cluster's Corefile uses. A plugin

@@ -44,7 +44,9 @@ func TestMain(m *testing.M) {
 		}
 		return m.Run()
 	})
-	fmt.Printf("cluster: %d passed, %d failed\n", passed.Load(), failed.Load())
+	if passed.Load()+failed.Load() > 0 {
+		fmt.Printf("cluster: %d passed, %d failed\n", passed.Load(), failed.Load())
+	}
 	os.Exit(code)
 }
 
@@ -148,6 +150,10 @@ const confTemplate = `{"cniVersion":"1.1.0","name":"cluster","plugins":[
  {"type":"portmap","capabilities":{"portMappings":true}},
  {"type":"loopback"}]}`
 
+// testHandler is the RuntimeClass handler the upstream RuntimeClass specs expect every
+// node to have (e2e's PreconfiguredRuntimeClassHandler), as containerd's CI configures.
+var testHandler = fmt.Sprintf("\n[runtime.handlers.test-handler]\n  binary_name = %q\n", filepath.Join(harness.Prefix, "bin", "runc"))
+
 type node struct {
 	name, ip string
 	k        *harness.Keelson
@@ -194,7 +200,7 @@ func (c *cluster) apply(t *testing.T, manifest string) {
 // kubeletOptions place node i's kubelet, its pods resolving through the cluster DNS.
 func (c *cluster) kubeletOptions(i int) e2e.KubeletOptions {
 	return e2e.KubeletOptions{NodeName: fmt.Sprintf("node-%d", i), NetNS: c.net.ns[i], NodeIP: c.net.ips[i],
-		ClusterDNS: []string{dnsIP}, ClusterDomain: dnsDomain}
+		ClusterDNS: []string{dnsIP}, ClusterDomain: dnsDomain, Port: 10250}
 }
 
 // startCluster brings the whole cluster up: network, control plane, nodes Ready with
@@ -233,7 +239,8 @@ func startCluster(t *testing.T) *cluster {
 		if err := os.WriteFile(tmpl, []byte(fmt.Sprintf(confTemplate, filepath.Join(tmplDir, "ipam"))), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		nd.k = harness.Prepare(t, harness.Options{NetNS: c.net.ns[i], Registry: reg, RegistryAddr: regAddr, NoCNIConfig: true, CNIConfTemplate: tmpl})
+		nd.k = harness.Prepare(t, harness.Options{NetNS: c.net.ns[i], Registry: reg, RegistryAddr: regAddr, NoCNIConfig: true, CNIConfTemplate: tmpl,
+			ExtraConfig: testHandler})
 		nd.k.Start(harness.Options{NetNS: c.net.ns[i]})
 		nd.kl = e2e.StartKubeletWith(t, nd.k, c.cp, nd.k.ContainerdSocket, c.kubeletOptions(i))
 		startKubeProxy(t, c.cp, dir, c.net.ns[i], nd)

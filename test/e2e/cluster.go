@@ -288,6 +288,9 @@ type KubeletOptions struct {
 	// writes into the resolv.conf of ClusterFirst pods; none by default (no cluster DNS).
 	ClusterDNS    []string
 	ClusterDomain string
+	// Port is the kubelet's port; default a free one. A node with an address of its
+	// own takes 10250, where the apiserver's node proxy users (e2e specs) expect it.
+	Port int
 }
 
 // StartKubeletWith runs kubelet as StartKubelet does, placed as opts say.
@@ -301,6 +304,9 @@ func StartKubeletWith(t testing.TB, k *harness.Keelson, cp *ControlPlane, contai
 		ManifestDir:  filepath.Join(dir, "manifests"),
 		PodLogsDir:   filepath.Join(dir, "pod-logs"),
 		CgroupRoot:   fmt.Sprintf("/keelson-e2e-%d", os.Getpid()),
+	}
+	if opts.Port != 0 {
+		kl.Port = opts.Port
 	}
 	if opts.NodeName == "" {
 		opts.NodeName = "localhost"

@@ -82,65 +82,72 @@ nogroup:x:65534:
 // (test/images/ipcs, test/images/pgrep).
 func CRIToolsBusyboxImage() (v1.Image, error) {
 	return cached("critools-busybox", func() (v1.Image, error) {
-		dyn, err := os.ReadFile(CRIToolsBusyboxBinary)
-		if err != nil {
-			return nil, fmt.Errorf("%w (Debian's dynamic busybox: run hack/build-cri-tools.sh)", err)
-		}
-		static, err := os.ReadFile(BusyboxBinary)
-		if err != nil {
-			return nil, fmt.Errorf("%w (install Debian's busybox-static: hack/install-deps.sh)", err)
-		}
-		dynApplets, err := applets(CRIToolsBusyboxBinary)
-		if err != nil {
-			return nil, err
-		}
-		staticApplets, err := applets(BusyboxBinary)
-		if err != nil {
-			return nil, err
-		}
-		files := []File{
-			{Path: "bin/busybox", Data: dyn, Mode: 0o755},
-			{Path: "bin/busybox-static", Data: static, Mode: 0o755},
-			{Path: "etc/passwd", Data: []byte(critoolsPasswd)},
-			{Path: "etc/group", Data: []byte(critoolsGroup)},
-			{Path: "etc/nsswitch.conf", Data: []byte("passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n")},
-			{Path: "tmp", Dir: true, Mode: 0o1777},
-			{Path: "root", Dir: true, Mode: 0o700},
-			{Path: "home", Dir: true},
-			{Path: "var/spool/mail", Dir: true},
-			{Path: "var/www", Dir: true},
-			{Path: "usr/sbin", Dir: true},
-		}
-		have := map[string]bool{"busybox": true}
-		for _, a := range dynApplets {
-			if !have[a] {
-				have[a] = true
-				files = append(files, File{Path: "bin/" + a, Hardlink: "bin/busybox"})
-			}
-		}
-		for _, a := range staticApplets {
-			if !have[a] {
-				have[a] = true
-				files = append(files, File{Path: "bin/" + a, Hardlink: "bin/busybox-static"})
-			}
-		}
-		for _, tool := range []string{"ipcs", "pgrep"} {
-			if have[tool] {
-				continue
-			}
-			bin, err := buildGo(tool)
-			if err != nil {
-				return nil, err
-			}
-			files = append(files, File{Path: "bin/" + tool, Data: bin, Mode: 0o755})
-		}
-		libs, err := sharedLibraries(CRIToolsBusyboxBinary)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, libs...)
-		return shellImage(files)
+		return e2eBusyboxImage(CRIToolsBusyboxBinary, "Debian's dynamic busybox: run hack/build-cri-tools.sh")
 	})
+}
+
+// e2eBusyboxImage lays out the busybox binary dynBinary (dynamically linked: its
+// applets are run from the file system) as the e2e busybox images are; missing
+// names which binary to build and how.
+func e2eBusyboxImage(dynBinary, missing string) (v1.Image, error) {
+	dyn, err := os.ReadFile(dynBinary)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, missing)
+	}
+	static, err := os.ReadFile(BusyboxBinary)
+	if err != nil {
+		return nil, fmt.Errorf("%w (install Debian's busybox-static: hack/install-deps.sh)", err)
+	}
+	dynApplets, err := applets(dynBinary)
+	if err != nil {
+		return nil, err
+	}
+	staticApplets, err := applets(BusyboxBinary)
+	if err != nil {
+		return nil, err
+	}
+	files := []File{
+		{Path: "bin/busybox", Data: dyn, Mode: 0o755},
+		{Path: "bin/busybox-static", Data: static, Mode: 0o755},
+		{Path: "etc/passwd", Data: []byte(critoolsPasswd)},
+		{Path: "etc/group", Data: []byte(critoolsGroup)},
+		{Path: "etc/nsswitch.conf", Data: []byte("passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n")},
+		{Path: "tmp", Dir: true, Mode: 0o1777},
+		{Path: "root", Dir: true, Mode: 0o700},
+		{Path: "home", Dir: true},
+		{Path: "var/spool/mail", Dir: true},
+		{Path: "var/www", Dir: true},
+		{Path: "usr/sbin", Dir: true},
+	}
+	have := map[string]bool{"busybox": true}
+	for _, a := range dynApplets {
+		if !have[a] {
+			have[a] = true
+			files = append(files, File{Path: "bin/" + a, Hardlink: "bin/busybox"})
+		}
+	}
+	for _, a := range staticApplets {
+		if !have[a] {
+			have[a] = true
+			files = append(files, File{Path: "bin/" + a, Hardlink: "bin/busybox-static"})
+		}
+	}
+	for _, tool := range []string{"ipcs", "pgrep"} {
+		if have[tool] {
+			continue
+		}
+		bin, err := buildGo(tool)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, File{Path: "bin/" + tool, Data: bin, Mode: 0o755})
+	}
+	libs, err := sharedLibraries(dynBinary)
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, libs...)
+	return shellImage(files)
 }
 
 // applets lists the applet names of a busybox binary.
