@@ -130,8 +130,8 @@ cluster-up: deps k8s build
 	@if [ -f $(CLUSTER_DIR)/pid ] && kill -0 $$(cat $(CLUSTER_DIR)/pid) 2>/dev/null; then echo "cluster already up: make cluster-down"; exit 1; fi
 	go test -c -o bin/cluster.test ./test/cluster
 	rm -f $(CLUSTER_DIR)/ready
-	cd test/cluster && setsid nohup ../../bin/cluster.test -test.run '^TestUp$$' -test.v -test.timeout 0 \
-	  -cluster.hold-dir $(CLUSTER_DIR) > $(CLUSTER_DIR)/log 2>&1 & echo $$! > $(CLUSTER_DIR)/pid
+	(cd test/cluster && exec setsid ../../bin/cluster.test -test.run '^TestUp$$' -test.v -test.timeout 0 \
+	  -cluster.hold-dir $(CLUSTER_DIR)) > $(CLUSTER_DIR)/log 2>&1 < /dev/null & echo $$! > $(CLUSTER_DIR)/pid
 	@for i in $$(seq 300); do \
 	  [ -f $(CLUSTER_DIR)/ready ] && { cat $(CLUSTER_DIR)/env; exit 0; }; \
 	  kill -0 $$(cat $(CLUSTER_DIR)/pid) 2>/dev/null || { tail -30 $(CLUSTER_DIR)/log; exit 1; }; \
@@ -142,7 +142,7 @@ cluster-down:
 	@pid=$$(cat $(CLUSTER_DIR)/pid); kill -TERM $$pid 2>/dev/null; \
 	  for i in $$(seq 120); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
 	  if kill -0 $$pid 2>/dev/null; then kill -KILL $$pid; echo "cluster-down: killed; the next test run sweeps what is left"; fi
-	@rm -f $(CLUSTER_DIR)/pid $(CLUSTER_DIR)/ready; tail -3 $(CLUSTER_DIR)/log
+	@rm -f $(CLUSTER_DIR)/pid $(CLUSTER_DIR)/ready $(CLUSTER_DIR)/env; tail -3 $(CLUSTER_DIR)/log
 
 ## critest: Kubernetes' CRI validation suite against keelson, every image built
 ## locally (test/critest; about 4 min; output, report and logs in bin/critest/).
