@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -162,17 +164,53 @@ func (s *Service) sweepImageVolumes(ctx context.Context) {
 }
 
 // ImageVolumeUsers lists the containers that mount image imageID as an image volume
-// (RemoveImage refuses such an image; ImageStatus reports it pinned).
-func (s *Service) ImageVolumeUsers(imageID string) []string {
-	var out []string
-	for _, c := range s.store.List() {
-		for _, m := range c.Config.GetMounts() {
-			if m.GetImage().GetImageRef() == imageID {
-				out = append(out, c.ID)
-				break
+// (RemoveImage refuses such an image; ImageStatus and ListImages report it pinned).
+func (s *Service) ImageVolumeUsers(imageID string) []string { return s.volumeUsers.list(imageID) }
+
+// imageVolumeIndex maps image IDs to the containers that mount them as image volumes,
+// kept as containers are listed and forgotten: ListImages asks it for every image.
+type imageVolumeIndex struct {
+	mu    sync.Mutex
+	users map[string]map[string]struct{} // image ID -> container IDs
+}
+
+func (x *imageVolumeIndex) add(c *Container) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, m := range c.Config.GetMounts() {
+		if ref := m.GetImage().GetImageRef(); ref != "" {
+			if x.users == nil {
+				x.users = map[string]map[string]struct{}{}
+			}
+			if x.users[ref] == nil {
+				x.users[ref] = map[string]struct{}{}
+			}
+			x.users[ref][c.ID] = struct{}{}
+		}
+	}
+}
+
+func (x *imageVolumeIndex) remove(c *Container) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, m := range c.Config.GetMounts() {
+		if ref := m.GetImage().GetImageRef(); ref != "" {
+			delete(x.users[ref], c.ID)
+			if len(x.users[ref]) == 0 {
+				delete(x.users, ref)
 			}
 		}
 	}
+}
+
+func (x *imageVolumeIndex) list(imageID string) []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make([]string, 0, len(x.users[imageID]))
+	for id := range x.users[imageID] {
+		out = append(out, id)
+	}
+	sort.Strings(out)
 	return out
 }
 

@@ -40,7 +40,7 @@ func (s *Service) Load(ctx context.Context) error {
 	}
 	for _, cc := range list {
 		c := s.load(ctx, cc)
-		s.store.Put(c.ID, c)
+		s.remember(c)
 		if c.Name != "" {
 			if err := s.names.Reserve(c.Name, c.ID); err != nil {
 				klog.ErrorS(err, "Two containers share a name", "containerID", c.ID)

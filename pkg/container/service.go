@@ -91,6 +91,8 @@ type Service struct {
 	inflight   store.Inflight[string]
 	imageFiles *imageFiles
 	shims      shimWatch
+	// volumeUsers follows store: every container listed there with image volumes.
+	volumeUsers imageVolumeIndex
 }
 
 // New returns the service; Load recovers existing containers.
@@ -104,6 +106,18 @@ func New(conn *runtime.Conn, imgs *keelsonimages.Service, sandboxes *sandbox.Ser
 	}
 	s.imageFiles = newImageFiles(s.client, opts.Snapshotter)
 	return s
+}
+
+// remember makes c known: in the store and the image volume index.
+func (s *Service) remember(c *Container) {
+	s.store.Put(c.ID, c)
+	s.volumeUsers.add(c)
+}
+
+// forget undoes remember.
+func (s *Service) forget(c *Container) {
+	s.store.Delete(c.ID)
+	s.volumeUsers.remove(c)
 }
 
 func (s *Service) stateDir(id string) string      { return filepath.Join(s.opts.StateDir, "containers", id) }
@@ -326,8 +340,8 @@ func (s *Service) create(ctx context.Context, sb *sandbox.Sandbox, cfg *runtimea
 	if err := c.status.Save(); err != nil {
 		return "", err
 	}
-	s.store.Put(id, c)
-	steps.Push("forget container", func(context.Context) error { s.store.Delete(id); return nil })
+	s.remember(c)
+	steps.Push("forget container", func(context.Context) error { s.forget(c); return nil })
 	if err := failpoint.Hit("container/create/done"); err != nil {
 		return "", err
 	}
@@ -768,7 +782,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	if err := errors.Join(c.status.Remove(), os.RemoveAll(s.stateDir(c.ID))); err != nil {
 		return err
 	}
-	s.store.Delete(c.ID)
+	s.forget(c)
 	s.names.Release(c.Name, c.ID)
 	s.publish(events.Deleted, c)
 	s.nriEvent(c, func(pod *nriapi.PodSandbox, ctr *nriapi.Container) { s.opts.NRI.RemoveContainer(ctx, pod, ctr) })
