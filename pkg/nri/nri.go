@@ -16,6 +16,7 @@ import (
 
 	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
+	nrilog "github.com/containerd/nri/pkg/log"
 	"github.com/containerd/nri/pkg/runtime-tools/generate"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	rgen "github.com/opencontainers/runtime-tools/generate"
@@ -54,6 +55,7 @@ type NRI struct {
 
 // New sets up NRI; Start serves plugins.
 func New(o Options, state State, update Updater) (*NRI, error) {
+	nrilog.Set(klogger{})
 	n := &NRI{state: state, update: update, cdi: o.InjectCDI}
 	if n.cdi == nil {
 		n.cdi = func(*specs.Spec, []string) error { return errors.New("CDI is off (cdi.enabled)") }
