@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,26 +26,13 @@ import (
 )
 
 var (
-	reg            *registry.Registry
-	passed, failed atomic.Int32
+	reg   *registry.Registry
+	tally harness.Tally
 )
 
 func TestMain(m *testing.M) {
-	code := harness.Main(func() int {
-		if os.Geteuid() == 0 {
-			r, err := registry.StartWithTestImages()
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			defer r.Close()
-			reg = r
-		}
-		return m.Run()
-	})
-	if passed.Load()+failed.Load() > 0 {
-		fmt.Printf("cluster: %d passed, %d failed\n", passed.Load(), failed.Load())
-	}
+	code := harness.MainWithRegistry(m, func(r *registry.Registry) { reg = r })
+	tally.Print("cluster")
 	os.Exit(code)
 }
 
@@ -287,18 +273,7 @@ func startCluster(t *testing.T) *cluster {
 }
 
 // scenario runs one counted scenario.
-func scenario(t *testing.T, name string, fn func(t *testing.T)) {
-	t.Run(name, func(t *testing.T) {
-		defer func() {
-			if t.Failed() {
-				failed.Add(1)
-			} else if !t.Skipped() {
-				passed.Add(1)
-			}
-		}()
-		fn(t)
-	})
-}
+func scenario(t *testing.T, name string, fn func(t *testing.T)) { tally.Run(t, name, fn) }
 
 const deployment = `apiVersion: apps/v1
 kind: Deployment

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -13,22 +12,5 @@ import (
 var reg *registry.Registry
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	return harness.Main(func() int { return runWithRegistry(m) })
-}
-
-func runWithRegistry(m *testing.M) int {
-	if os.Geteuid() == 0 {
-		r, err := registry.StartWithTestImages()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer r.Close()
-		reg = r
-	}
-	return m.Run()
+	os.Exit(harness.MainWithRegistry(m, func(r *registry.Registry) { reg = r }))
 }
