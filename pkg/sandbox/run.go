@@ -366,8 +366,15 @@ func (c *creation) startInfra(ctx context.Context) error {
 	return sb.status.Set(Status{State: StateReady, Pid: task.Pid()})
 }
 
-// notifyNRI tells NRI plugins the pod runs; a plugin failing it fails the pod.
+// notifyNRI tells NRI plugins the pod runs; a plugin failing it fails the pod. If
+// the pod fails from here on, plugins are told it is removed: those that saw it
+// drop what they keep for it (the others ignore a pod they do not know).
 func (c *creation) notifyNRI(ctx context.Context) error {
 	c.unblockNRI = c.s.opts.NRI.BlockSync()
-	return c.s.opts.NRI.RunPodSandbox(ctx, c.sb.NRIPod())
+	pod := c.sb.NRIPod()
+	c.undo.Push("tell NRI plugins the pod is gone", func(ctx context.Context) error {
+		c.s.opts.NRI.RemovePodSandbox(ctx, pod)
+		return nil
+	})
+	return c.s.opts.NRI.RunPodSandbox(ctx, pod)
 }
