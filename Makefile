@@ -67,7 +67,10 @@ deb: deps cri-tools build
 vm-image:
 	go run ./hack/vm --image
 
-## k8s: kubelet, kube-apiserver, kubectl, etcd and coredns for the e2e and cluster tests (cached under the prefix)
+## k8s: kubelet, kube-apiserver, kubectl, kube-scheduler, kube-controller-manager,
+## kube-proxy, etcd and coredns for the e2e and cluster tests; e2e.test, ginkgo, agnhost
+## and upstream busybox for test-conformance (KEELSON_BUILD_CONFORMANCE=0 skips them);
+## cached under the prefix
 k8s:
 	bash hack/build-k8s.sh
 
@@ -112,7 +115,7 @@ test-cluster: deps k8s build
 
 ## test-conformance: Kubernetes' own node conformance specs (every `[sig-node] ...
 ## [Conformance]` spec of test/e2e at the pinned release) against the 3-node cluster,
-## their images built locally; parallel specs in 6 ginkgo processes, then the serial
+## their images built locally; parallel specs in 8 ginkgo processes, then the serial
 ## ones. Ginkgo's output and JSON reports in bin/conformance/; prints each failure and
 ## `conformance: N passed, N failed, N skipped`. KEELSON_CONFORMANCE_FOCUS=<regexp>
 ## runs a subset.
@@ -123,7 +126,9 @@ test-conformance: deps k8s build
 
 ## cluster-up: the 3-node cluster of test-cluster, left running for you (state in
 ## /run/keelson-cluster: `. /run/keelson-cluster/env` sets KUBECONFIG and lists each
-## node's keelson socket); cluster-down stops it and removes everything it made.
+## node's keelson socket); cluster-down stops it (a SIGTERM during start-up takes
+## effect once the cluster is up) and removes everything it made. test-cluster and
+## test-conformance refuse to run while it is up: they use the same addresses.
 CLUSTER_DIR ?= /run/keelson-cluster
 cluster-up: deps k8s build
 	@mkdir -p bin $(CLUSTER_DIR)
@@ -138,11 +143,13 @@ cluster-up: deps k8s build
 	  sleep 1; done; echo "cluster not up after 5 min: see $(CLUSTER_DIR)/log"; exit 1
 
 cluster-down:
-	@[ -f $(CLUSTER_DIR)/pid ] || { echo "no cluster ($(CLUSTER_DIR)/pid)"; exit 0; }
-	@pid=$$(cat $(CLUSTER_DIR)/pid); kill -TERM $$pid 2>/dev/null; \
-	  for i in $$(seq 120); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
-	  if kill -0 $$pid 2>/dev/null; then kill -KILL $$pid; echo "cluster-down: killed; the next test run sweeps what is left"; fi
-	@rm -f $(CLUSTER_DIR)/pid $(CLUSTER_DIR)/ready $(CLUSTER_DIR)/env; tail -3 $(CLUSTER_DIR)/log
+	@pid=$$(cat $(CLUSTER_DIR)/pid 2>/dev/null); \
+	  if [ -z "$$pid" ] || ! grep -qa cluster.test /proc/$$pid/cmdline 2>/dev/null; then \
+	    echo "no cluster running ($(CLUSTER_DIR)/pid)"; rm -f $(CLUSTER_DIR)/pid $(CLUSTER_DIR)/ready $(CLUSTER_DIR)/env; exit 0; fi; \
+	  kill -TERM $$pid; \
+	  for i in $$(seq 600); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
+	  if kill -0 $$pid 2>/dev/null; then kill -KILL $$pid; echo "cluster-down: killed; the next test run sweeps what is left"; fi; \
+	  rm -f $(CLUSTER_DIR)/pid $(CLUSTER_DIR)/ready $(CLUSTER_DIR)/env; tail -3 $(CLUSTER_DIR)/log
 
 ## critest: Kubernetes' CRI validation suite against keelson, every image built
 ## locally (test/critest; about 4 min; output, report and logs in bin/critest/).

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds kubelet, kube-apiserver, kubectl, and for the multi-node cluster
 # kube-scheduler, kube-controller-manager and kube-proxy (k8s.io/kubernetes at
-# $KUBERNETES_VERSION) and coredns ($COREDNS_VERSION), and etcd ($ETCD_VERSION) from
-# the Go module proxy into $KEELSON_PREFIX/k8s/bin, for the end-to-end tests. `go install` refuses these modules (their go.mod has replace
-# lines), so each is built from a small consumer module kept under the prefix; with
+# $KUBERNETES_VERSION) and coredns ($COREDNS_VERSION), for the cluster's conformance
+# specs e2e.test, ginkgo, agnhost and upstream busybox (KEELSON_BUILD_CONFORMANCE=0
+# skips them), and etcd ($ETCD_VERSION) from the Go module proxy into
+# $KEELSON_PREFIX/k8s/bin, for the end-to-end tests. `go install` refuses these
+# modules (their go.mod has replace lines), so each is built from a small consumer module kept under the prefix; with
 # the build cache warm a rerun takes seconds, and a binary already at the pinned
 # version is not rebuilt.
 set -euo pipefail
@@ -82,6 +84,7 @@ if [ "${KEELSON_BUILD_CONFORMANCE:-1}" = 1 ]; then
     bb_pkgs() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc make bzip2 libc6-dev >/dev/null; }
     bb_pkgs || { apt-get update -qq && bb_pkgs; }
     src=$(mktemp -d)
+    trap 'rm -rf "$src"' EXIT
     curl -fsSL -o "$src/busybox.tar.bz2" "http://deb.debian.org/debian/pool/main/b/busybox/busybox_$BUSYBOX_VERSION.orig.tar.bz2"
     echo "$BUSYBOX_SHA256  $src/busybox.tar.bz2" | sha256sum -c --quiet
     tar -xjf "$src/busybox.tar.bz2" -C "$src"
@@ -90,6 +93,7 @@ if [ "${KEELSON_BUILD_CONFORMANCE:-1}" = 1 ]; then
       make -j"$(nproc)" busybox >"$src/build.log" 2>&1) || { tail -30 "$src/build.log"; exit 1; }
     install -m 0755 "$src/busybox-$BUSYBOX_VERSION/busybox" "$BIN/busybox"
     rm -rf "$src"
+    trap - EXIT
   fi
 fi
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,17 +23,18 @@ import (
 	"github.com/keelson/keelson/test/harness"
 	"github.com/keelson/keelson/test/images"
 	"github.com/keelson/keelson/test/registry"
+	"github.com/keelson/keelson/test/tally"
 	"github.com/keelson/keelson/test/wait"
 )
 
 var (
-	reg   *registry.Registry
-	tally harness.Tally
+	reg    *registry.Registry
+	counts tally.Tally
 )
 
 func TestMain(m *testing.M) {
 	code := harness.MainWithRegistry(m, func(r *registry.Registry) { reg = r })
-	tally.Print("cluster")
+	counts.Print("cluster")
 	os.Exit(code)
 }
 
@@ -189,9 +191,26 @@ func (c *cluster) kubeletOptions(i int) e2e.KubeletOptions {
 		ClusterDNS: []string{dnsIP}, ClusterDomain: dnsDomain, Port: 10250}
 }
 
+// heldClusterPid is where make cluster-up (its default CLUSTER_DIR) records the
+// process holding its cluster.
+const heldClusterPid = "/run/keelson-cluster/pid"
+
+// refuseBesideHeldCluster fails t while a cluster of make cluster-up runs: every
+// cluster takes the same bridge address, node addresses and pod CIDR routes.
+func refuseBesideHeldCluster(t *testing.T) {
+	b, err := os.ReadFile(heldClusterPid)
+	if err != nil {
+		return
+	}
+	if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 && pid != os.Getpid() && harness.ProcessAlive(pid) {
+		t.Fatalf("a cluster of make cluster-up runs (pid %d, %s), on the addresses this test takes: make cluster-down first", pid, heldClusterPid)
+	}
+}
+
 // startCluster brings the whole cluster up: network, control plane, nodes Ready with
 // their pod CIDRs routed, and the cluster DNS.
 func startCluster(t *testing.T) *cluster {
+	refuseBesideHeldCluster(t)
 	c := &cluster{}
 	// The kubelets' cgroup roots go last (cleanups run in reverse): the pods that run
 	// to the end (CoreDNS) keep a root busy when its kubelet's cleanup removes it, until
@@ -273,7 +292,7 @@ func startCluster(t *testing.T) *cluster {
 }
 
 // scenario runs one counted scenario.
-func scenario(t *testing.T, name string, fn func(t *testing.T)) { tally.Run(t, name, fn) }
+func scenario(t *testing.T, name string, fn func(t *testing.T)) { counts.Run(t, name, fn) }
 
 const deployment = `apiVersion: apps/v1
 kind: Deployment

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelson/keelson/test/ginkgoreport"
 	"github.com/keelson/keelson/test/harness"
 	"github.com/keelson/keelson/test/images"
 	"github.com/keelson/keelson/test/registry"
@@ -147,7 +148,7 @@ func TestCritest(t *testing.T) {
 	elapsed := time.Since(runStart).Round(time.Second)
 	t.Logf("critest ran for %s (exit: %v); its output: %s", elapsed, exitErr, logPath)
 
-	specs, suiteFailures, err := readReport(report)
+	specs, suiteFailures, err := ginkgoreport.Read(report)
 	if err != nil {
 		t.Fatalf("critest did not run (%v): %v; see %s", exitErr, err, logPath)
 	}
@@ -158,10 +159,10 @@ func TestCritest(t *testing.T) {
 		t.Fatalf("critest ran no spec (exit: %v); see %s", exitErr, logPath)
 	}
 
-	sum := summarize(specs)
+	sum := ginkgoreport.Summarize(specs)
 	var filtered []string
-	for _, s := range sum.skipped {
-		if reason := firstLine(s.Failure.Message); reason != "" {
+	for _, s := range sum.Skipped {
+		if reason := ginkgoreport.FirstLine(s.Failure.Message); reason != "" {
 			fmt.Printf("critest: skipped %s: %s\n", s.Name(), reason)
 		} else if !strings.Contains(s.Name(), "benchmark") {
 			filtered = append(filtered, s.Name())
@@ -175,7 +176,7 @@ func TestCritest(t *testing.T) {
 		fmt.Printf("critest: %d specs not run (-ginkgo.skip/focus)\n", len(filtered))
 	}
 	var unexpected int
-	for _, s := range sum.skipped {
+	for _, s := range sum.Skipped {
 		if os.Getenv("KEELSON_CRITEST_FOCUS") != "" {
 			break // a focused run skips the rest on purpose
 		}
@@ -186,26 +187,26 @@ func TestCritest(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range sum.failed {
+	for _, s := range sum.Failed {
 		cause, ok := expectedFailures[s.Name()]
 		mark := "expected"
 		if !ok {
 			mark, cause = "UNEXPECTED", ""
 			unexpected++
 		}
-		fmt.Printf("critest: FAILED (%s) %s\n    %s\n    at %s\n", mark, s.Name(), firstLine(s.Failure.Message), s.Failure.Location)
+		fmt.Printf("critest: FAILED (%s) %s\n    %s\n    at %s\n", mark, s.Name(), ginkgoreport.FirstLine(s.Failure.Message), s.Failure.Location)
 		if cause != "" {
 			fmt.Printf("    known cause: %s\n", cause)
 		}
 	}
-	for _, name := range sum.expectedButPassed(expectedFailures) {
+	for _, name := range sum.ExpectedButPassed(expectedFailures) {
 		fmt.Printf("critest: expected to fail but passed (remove from expectedFailures): %s\n", name)
 	}
 	if leaks := k.Leaks(t); len(leaks) > 0 {
 		t.Logf("left behind after critest (%d):\n  %s", len(leaks), strings.Join(leaks, "\n  "))
 	}
 	t.Logf("critest: %d specs in %s, %d failed unexpectedly; whole test %s", len(specs), elapsed, unexpected, time.Since(start).Round(time.Second))
-	fmt.Printf("critest: %d passed, %d failed, %d skipped\n", len(sum.passed), len(sum.failed), len(sum.skipped))
+	fmt.Printf("critest: %d passed, %d failed, %d skipped\n", len(sum.Passed), len(sum.Failed), len(sum.Skipped))
 	if unexpected > 0 {
 		t.Errorf("%d critest specs failed that are not in expectedFailures, or were skipped but must run", unexpected)
 	}
@@ -280,12 +281,4 @@ func saveLogs(t *testing.T, k *harness.Keelson, out string) {
 			t.Log(err)
 		}
 	}
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return s
 }

@@ -3,7 +3,6 @@ package harness
 import (
 	"fmt"
 	"os"
-	"sync/atomic"
 	"testing"
 
 	"github.com/keelson/keelson/test/registry"
@@ -24,28 +23,4 @@ func MainWithRegistry(m *testing.M, use func(*registry.Registry)) int {
 		}
 		return m.Run()
 	})
-}
-
-// Tally counts a suite's scenarios for its closing line (`e2e: N passed, N failed`).
-type Tally struct{ passed, failed atomic.Int32 }
-
-// Run runs fn as the subtest name and counts how it ended (skips are not counted).
-func (c *Tally) Run(t *testing.T, name string, fn func(t *testing.T)) {
-	t.Run(name, func(t *testing.T) {
-		defer func() {
-			if t.Failed() {
-				c.failed.Add(1)
-			} else if !t.Skipped() {
-				c.passed.Add(1)
-			}
-		}()
-		fn(t)
-	})
-}
-
-// Print prints the closing line, when any scenario ran.
-func (c *Tally) Print(suite string) {
-	if c.passed.Load()+c.failed.Load() > 0 {
-		fmt.Printf("%s: %d passed, %d failed\n", suite, c.passed.Load(), c.failed.Load())
-	}
 }

@@ -61,7 +61,9 @@ func ConformanceImages() (map[string]v1.Image, error) {
 		return nil, err
 	}
 	nginx := func() (v1.Image, error) {
-		return webServerImage("usr/sbin/nginx", []string{"nginx", "-g", "daemon off;"}, "80")
+		return cached("conformance-nginx", func() (v1.Image, error) {
+			return webServerImage("usr/sbin/nginx", []string{"nginx", "-g", "daemon off;"}, "80")
+		})
 	}
 	builds := map[string]func() (v1.Image, error){
 		ConformanceBusybox:     ConformanceBusyboxImage,
@@ -106,6 +108,10 @@ func ConformanceImages() (map[string]v1.Image, error) {
 }
 
 func agnhostImage(base v1.Image) (v1.Image, error) {
+	return cached("conformance-agnhost", func() (v1.Image, error) { return buildAgnhost(base) })
+}
+
+func buildAgnhost(base v1.Image) (v1.Image, error) {
 	bin, err := os.ReadFile(AgnhostBinary)
 	if err != nil {
 		return nil, fmt.Errorf("%w (agnhost: run hack/build-k8s.sh)", err)

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/keelson/keelson/test/tally"
 	"github.com/keelson/keelson/test/wait"
 )
 
@@ -40,9 +41,11 @@ const (
 )
 
 var (
-	rt             runtimeapi.RuntimeServiceClient
-	img            runtimeapi.ImageServiceClient
-	passed, failed atomic.Int32
+	rt     runtimeapi.RuntimeServiceClient
+	img    runtimeapi.ImageServiceClient
+	counts = tally.Tally{OnFail: func(t *testing.T) {
+		t.Logf("keelson's journal, last lines:\n%s", journal("keelson", 40))
+	}}
 )
 
 func TestMain(m *testing.M) {
@@ -57,24 +60,12 @@ func TestMain(m *testing.M) {
 	}
 	rt, img = runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
 	code := m.Run()
-	fmt.Printf("node: %d passed, %d failed\n", passed.Load(), failed.Load())
+	counts.Print("node")
 	os.Exit(code)
 }
 
 // check runs one counted node test step.
-func check(t *testing.T, name string, fn func(t *testing.T)) {
-	t.Run(name, func(t *testing.T) {
-		defer func() {
-			if t.Failed() {
-				failed.Add(1)
-				t.Logf("keelson's journal, last lines:\n%s", journal("keelson", 40))
-			} else if !t.Skipped() {
-				passed.Add(1)
-			}
-		}()
-		fn(t)
-	})
-}
+func check(t *testing.T, name string, fn func(t *testing.T)) { counts.Run(t, name, fn) }
 
 func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), callTimeout)
