@@ -22,10 +22,12 @@ func TestEndPodShim(t *testing.T) {
 			Args: []string{"containerd-shim-runc-v2", "-c", "sleep 1000 & wait", "sh",
 				"-namespace", "test-ns", "-id", group, "-address", "/test/containerd.sock"},
 		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		// Its group: the sleep too (a shim left alone keeps its child).
+		t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 		return cmd
 	}
 	mine, other := fakeShim("pod-a"), fakeShim("pod-b")
