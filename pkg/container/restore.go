@@ -48,11 +48,9 @@ type checkpointed struct {
 	spec   specs.Spec
 }
 
-// readCheckpoint reads config.dump and spec.dump of the archive at path.
+// readCheckpoint reads config.dump and spec.dump of the archive at path (Create has
+// checked CRIU before).
 func (s *Service) readCheckpoint(path string) (*checkpointed, error) {
-	if err := s.opts.CRIU.Check(); err != nil {
-		return nil, err
-	}
 	if !s.opts.Restore {
 		return nil, fmt.Errorf("restoring a checkpoint needs containerd 2.0 or later: %w", errdefs.ErrFailedPrecondition)
 	}
